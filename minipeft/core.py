@@ -90,6 +90,16 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
+def hooked_layer(module: nn.Module, attr: str, make) -> AdapterLayer:
+    """`module.<attr>`: an adapter layer that rewrites the inputs of `module` in its `pre_hook(module, args,
+    kwargs)`. Made with `make()` and registered as a forward pre-hook the first time (prompts, prefixes)."""
+    if attr not in module._modules:
+        layer = make()
+        module.add_module(attr, layer)
+        module.register_forward_pre_hook(layer.pre_hook, with_kwargs=True)
+    return module._modules[attr]
+
+
 def adapter_layers(model: nn.Module) -> list:
     return [m for m in model.modules() if isinstance(m, AdapterLayer)]
 

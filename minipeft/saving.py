@@ -10,6 +10,7 @@ Loading re-applies the method with the saved hyper-parameters, then copies the t
 import hashlib
 import importlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -44,10 +45,18 @@ def configs(model) -> dict:
     return dict(getattr(pretrained_model(model), "minipeft_configs", {}))
 
 
+def unwrapped_name(name: str) -> str:
+    """A parameter's name as it was before adapter layers wrapped its module (a wrapper keeps it as `.base`)."""
+    return re.sub(r"(\.base)+\.", ".", name)
+
+
 def fingerprint(model) -> str:
-    """sha256 of the frozen base model's parameter names and shapes (adapters and heads left out)."""
+    """sha256 of the frozen base model's parameter names and shapes (adapters and heads left out). Names are
+    taken as before any wrapping (`query.base.weight` counts as `query.weight`), so a model that already holds
+    an adapter has the fingerprint of its plain base."""
     base = pretrained_model(model)
-    items = [f"{n}:{tuple(p.shape)}" for n, p in base.named_parameters() if ".adapters." not in f".{n}"]
+    items = [f"{unwrapped_name(n)}:{tuple(p.shape)}" for n, p in base.named_parameters()
+             if ".adapters." not in f".{n}"]
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
 
 
