@@ -103,7 +103,7 @@ def apply_adapters(model, r: int = 16, placement: str = "pfeiffer", fusion: str 
             replace_module(model, module_name, module)
         linear = unwrap(module)
         adapter = Bottleneck(linear.out_features, r, activation, fusion == "gate", sigma)
-        module.adapters[name] = adapter.to(linear.weight.device)
+        module.adapters[name] = adapter.to(linear.weight.device, linear.weight.dtype)
     record_config(model, name, "adapter", r=r, placement=placement, fusion=fusion, activation=activation,
                   init=init, init_scale=init_scale)
     train_adapters_only(model)

@@ -37,6 +37,9 @@ class ExerciseCheck:
         self.test, self.hint = test, hint
 
     def __call__(self, answer) -> bool:
+        if answer is None:
+            print("✍️  Replace None with your answer, then run this cell again.")
+            return False
         hint = self.hint
         try:
             ok = bool(self.test(answer))

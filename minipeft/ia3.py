@@ -101,7 +101,7 @@ def apply_ia3(model, targets=None, feedforward=None, name: str = "default"):
             replace_module(model, module_name, module)
         linear = unwrap(module)
         size = linear.in_features if scales_input else linear.out_features
-        module.adapters[name] = IA3(size, scales_input).to(linear.weight.device)
+        module.adapters[name] = IA3(size, scales_input).to(linear.weight.device, linear.weight.dtype)
     record_config(model, name, "ia3", targets=targets, feedforward=feedforward)
     train_adapters_only(model)
     set_adapter(model, name)

