@@ -69,7 +69,7 @@ def test_print_summary(capsys):
 
 
 def test_subsample_keeps_label_shares_and_is_deterministic():
-    train = data.load_split("rotten_tomatoes", "train")
+    train = data.load_split("rotten_tomatoes", "validation")
     a, b, c = (data.subsample(train, 200, seed=s) for s in (1, 1, 2))
     assert a.num_rows == 200 and list(a["text"]) == list(b["text"]) != list(c["text"])
     share = sum(train["label"]) / train.num_rows
