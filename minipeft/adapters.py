@@ -2,7 +2,8 @@
 Efficient Transfer Learning for NLP", arXiv:1902.00751; Pfeiffer et al. 2021, "AdapterFusion", arXiv:2005.00247).
 
     Adapter(h) = h + g · (W_up σ(W_down h + b_down) + b_up)      W_down: r × d, W_up: d × r, r the bottleneck
-    g = 1 (fusion "add") or g = sigmoid(s) (fusion "gate"; s one learned scalar per adapter module, starts at 0)
+    σ = relu (default), gelu or silu;  g = 1 (fusion "add") or g = sigmoid(s) (fusion "gate"): s is one learned
+    scalar per adapter module, starting at 0 (g = 1/2), the smallest gate that lets training turn an adapter down
 
     h ──┬─────────────────────────────────────────────▶ + ──▶ Adapter(h)
         └──▶ [ W_down ] ──▶ σ ──▶ [ W_up ] ──▶ · g ────┘

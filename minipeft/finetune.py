@@ -47,7 +47,7 @@ def frozen_parameters(model, top_k, freeze_embeddings) -> set:
     if freeze_embeddings or top_k is not None:
         frozen += embedding_layer(model).parameters()
     if top_k is not None:
-        for layer in layer_stack(model)[:len(layer_stack(model)) - top_k]:
+        for layer in layer_stack(model)[:-top_k]:  # all but the last top_k (top_k >= 1)
             frozen += layer.parameters()
     return {id(p) for p in frozen}
 

@@ -77,7 +77,7 @@ def apply_lora(model, targets=("query", "value"), r: int = 8, alpha: float = 16,
             module = LoRALinear(module)
             replace_module(model, module_name, module)
         lin = module.base
-        module.adapters[name] = LoRA(lin.in_features, lin.out_features, r, alpha, dropout).to(lin.weight.device)
+        module.adapters[name] = LoRA(lin.in_features, lin.out_features, r, alpha, dropout).to(lin.weight.device, lin.weight.dtype)
     record_config(model, name, "lora", targets=list([targets] if isinstance(targets, str) else targets),
                   r=r, alpha=alpha, dropout=dropout)
     train_adapters_only(model)

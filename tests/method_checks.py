@@ -6,17 +6,24 @@ mixed batches, bad input leaves the model untouched.
 """
 import struct
 
+import pytest
 import torch
 from safetensors import safe_open
 
 from minipeft import models
-from minipeft.core import set_adapter
+from minipeft.core import disable_adapters, set_adapter
 from minipeft.params import count_parameters
 from minipeft.probing import Classifier
 from minipeft.saving import configs, load_adapter, save_adapter
 
 FAMILIES = {"bert": models.tiny_bert, "llama": models.tiny_llama}
 OTHER_SHAPE = {"bert": {"type_vocab_size": 3}, "llama": {"attention_bias": True}}  # same family, other tensors
+
+
+def kv_width(config) -> int:
+    """Width of the key and value projections: n_kv_heads · head_dim (grouped KV heads), d for BERT."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
 
 
 def make_batch(rows: int = 3, length: int = 9, seed: int = 0) -> dict:
@@ -70,6 +77,15 @@ def assert_unchanged(model, before: dict) -> None:
     assert after["configs"] == before["configs"]
 
 
+def check_second_apply_refused(model, apply_first, apply_again, match: str) -> None:
+    """Applying a method a second time under the same name raises and leaves the model as the first left it."""
+    apply_first(model)
+    after_first = snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        apply_again(model)
+    assert_unchanged(model, after_first)
+
+
 def check_one_adamw_step(model, batch) -> None:
     """One AdamW step on a real loss: every trainable tensor moves, every frozen one stays bit-identical."""
     perturb_trainable(model)  # so that no gradient is zero by construction (e.g. LoRA's A while B = 0)
@@ -102,6 +118,23 @@ def check_save_load(model, fresh, tmp_path, batch, name: str = "default") -> Non
     load_adapter(fresh, path)
     assert torch.equal(outputs(fresh, batch), expected)
     return path
+
+
+def check_two_adapters(model, add_a, add_b) -> None:
+    """Adapters "a" and "b" (added by add_a(model, name=...), add_b) on one model: mixed batches match each row
+    run alone, each adapter changes the outputs, and disable_adapters gives exactly the base model."""
+    batch = make_batch()
+    base = outputs(model, batch)
+    add_a(model, name="a")
+    add_b(model, name="b")
+    perturb_trainable(model)
+    check_mixed_batch(model, batch, ["a", "b", "a"])
+    check_mixed_batch(model, batch, ["b", "a", "b"])
+    for name in ("a", "b"):
+        set_adapter(model, name)
+        assert not torch.equal(outputs(model, batch), base)
+    disable_adapters(model)
+    assert torch.equal(outputs(model, batch), base)
 
 
 def check_mixed_batch(model, batch, names) -> None:

@@ -1,11 +1,10 @@
 import pytest
 import torch
-from method_checks import (assert_unchanged, check_mixed_batch, check_one_adamw_step, check_save_load,
-                           check_wrong_base, fresh_base, make_batch, outputs, perturb_trainable, snapshot,
-                           with_loss_head)
+from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
+                           check_two_adapters, check_wrong_base, fresh_base, make_batch, outputs, perturb_trainable,
+                           snapshot, with_loss_head)
 
 from minipeft.adapters import BottleneckLayer, adapter_parameter_count, apply_adapters
-from minipeft.core import disable_adapters, set_adapter
 from minipeft.params import count_parameters
 from minipeft.probing import Classifier, probe_parameter_count
 
@@ -89,17 +88,9 @@ def test_save_load_round_trip(tiny_model, tmp_path):
 
 
 def test_named_adapters_and_mixed_batch(tiny_model):
-    model, family = tiny_model
-    batch = make_batch()
-    base = outputs(model, batch)
-    apply_adapters(model, r=4, placement="houlsby", name="a")
-    apply_adapters(model, r=8, placement="pfeiffer", fusion="gate", name="b")
-    perturb_trainable(model)
-    check_mixed_batch(model, batch, ["a", "b", "a"])
-    disable_adapters(model)
-    assert torch.equal(outputs(model, batch), base)
-    set_adapter(model, "b")
-    assert not torch.equal(outputs(model, batch), base)
+    model, _ = tiny_model
+    check_two_adapters(model, lambda m, name: apply_adapters(m, r=4, placement="houlsby", name=name),
+                       lambda m, name: apply_adapters(m, r=8, placement="pfeiffer", fusion="gate", name=name))
 
 
 def test_bad_input_leaves_model_unchanged(tiny_model, monkeypatch):
@@ -121,8 +112,5 @@ def test_bad_input_leaves_model_unchanged(tiny_model, monkeypatch):
         apply_adapters(model, r=4)
     monkeypatch.undo()
     assert_unchanged(model, before)
-    apply_adapters(model, r=4)
-    after_first = snapshot(model)
-    with pytest.raises(ValueError, match="already exists"):
-        apply_adapters(model, r=4, placement="houlsby")
-    assert_unchanged(model, after_first)
+    check_second_apply_refused(model, lambda m: apply_adapters(m, r=4),
+                               lambda m: apply_adapters(m, r=4, placement="houlsby"), "already exists")

@@ -2,21 +2,15 @@ import copy
 
 import pytest
 import torch
-from method_checks import (assert_unchanged, check_mixed_batch, check_one_adamw_step, check_save_load,
-                           check_wrong_base, fresh_base, make_batch, outputs, perturb_trainable, snapshot,
-                           with_loss_head)
+from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
+                           check_two_adapters, check_wrong_base, fresh_base, kv_width, make_batch, outputs,
+                           perturb_trainable, snapshot, with_loss_head)
 
-from minipeft.core import disable_adapters, set_adapter
 from minipeft.ia3 import IA3Linear, apply_ia3, ia3_parameter_count
 from minipeft.params import count_parameters
 from minipeft.probing import Classifier, probe_parameter_count
 
 SCALED_OUTPUT = {"bert": ["key", "value"], "llama": ["k_proj", "v_proj"]}
-
-
-def kv_width(config) -> int:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
 
 
 def closed_form(config) -> int:
@@ -79,17 +73,8 @@ def test_save_load_round_trip(tiny_model, tmp_path):
 
 def test_named_adapters_and_mixed_batch(tiny_model):
     model, family = tiny_model
-    batch = make_batch()
-    base = outputs(model, batch)
-    apply_ia3(model, name="a")
-    apply_ia3(model, targets=SCALED_OUTPUT[family][1:], feedforward=[], name="b")  # values only
-    perturb_trainable(model)
-    check_mixed_batch(model, batch, ["a", "b", "a"])
-    check_mixed_batch(model, batch, ["b", "a", "b"])
-    disable_adapters(model)
-    assert torch.equal(outputs(model, batch), base)
-    set_adapter(model, "a")
-    assert not torch.equal(outputs(model, batch), base)
+    check_two_adapters(model, apply_ia3, lambda m, name: apply_ia3(m, SCALED_OUTPUT[family][1:], [], name=name))
+    # "b" scales values only: in a mixed batch its rows leave keys and the FFN input alone
 
 
 def test_bad_input_leaves_model_unchanged(tiny_model, monkeypatch):
@@ -111,11 +96,7 @@ def test_bad_input_leaves_model_unchanged(tiny_model, monkeypatch):
         apply_ia3(model)
     monkeypatch.undo()
     assert_unchanged(model, before)
-    apply_ia3(model)
-    after_first = snapshot(model)
-    with pytest.raises(ValueError, match="already exists"):
-        apply_ia3(model)
-    assert_unchanged(model, after_first)
+    check_second_apply_refused(model, apply_ia3, apply_ia3, "already exists")
 
 
 # ---------------------------------------------------------------- Hugging Face peft as the oracle

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import torch
-from method_checks import (assert_unchanged, check_mixed_batch, check_one_adamw_step, check_save_load,
-                           check_wrong_base, fresh_base, make_batch, outputs, perturb_trainable, snapshot,
-                           with_loss_head)
+from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
+                           check_two_adapters, check_wrong_base, fresh_base, kv_width, make_batch, outputs,
+                           perturb_trainable, snapshot, with_loss_head)
 
 from minipeft.core import disable_adapters, remove_adapter, set_adapter
 from minipeft.lora import LoRALinear, apply_lora, lora_parameter_count, merge_lora, unmerge_lora
@@ -12,11 +12,6 @@ from minipeft.params import count_parameters
 from minipeft.probing import Classifier, probe_parameter_count
 
 TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}
-
-
-def kv_width(config) -> int:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
 
 
 def query_value_shapes(config) -> list:
@@ -134,10 +129,8 @@ def test_named_adapters_switch_disable_remove(tiny_model):
 
 def test_mixed_batch(tiny_model):
     model, family = tiny_model
-    apply_lora(model, TARGETS[family], r=4, name="a")
-    apply_lora(model, TARGETS[family], r=4, name="b")
-    perturb_trainable(model)
-    check_mixed_batch(model, make_batch(), ["a", "b", "a"])
+    check_two_adapters(model, lambda m, name: apply_lora(m, TARGETS[family], r=4, name=name),
+                       lambda m, name: apply_lora(m, TARGETS[family][1:], r=2, alpha=4, name=name))
 
 
 def test_bad_input_leaves_model_unchanged(tiny_model):
@@ -152,11 +145,8 @@ def test_bad_input_leaves_model_unchanged(tiny_model):
         with pytest.raises(ValueError, match="positive integer"):
             apply_lora(model, TARGETS[family], r=r)
     assert_unchanged(model, before)
-    apply_lora(model, TARGETS[family], r=4)
-    after_first = snapshot(model)
-    with pytest.raises(ValueError, match="already exists"):
-        apply_lora(model, TARGETS[family], r=4)
-    assert_unchanged(model, after_first)
+    check_second_apply_refused(model, lambda m: apply_lora(m, TARGETS[family], r=4),
+                               lambda m: apply_lora(m, TARGETS[family][:1], r=2), "already exists")
 
 
 # ---------------------------------------------------------------- Hugging Face peft as the oracle

@@ -107,6 +107,9 @@ def test_causal_lm_loss_is_the_mean_target_token_nll(tiny_llama, llama_tokenizer
            for b in range(2) for t in range(1, logits.shape[1]) if batch["labels"][b, t] != -100]
     assert len(nll) == (batch["labels"] != -100).sum()
     assert torch.allclose(loss, torch.stack(nll).mean(), atol=1e-6)
+    hits = [logits[b, t - 1].argmax() == batch["labels"][b, t]
+            for b in range(2) for t in range(1, logits.shape[1]) if batch["labels"][b, t] != -100]
+    assert evaluate(tiny_llama, [batch], "causal_lm") == sum(hits) / len(hits)
 
 
 class VirtualTokensInFront(nn.Module):
@@ -132,12 +135,12 @@ def test_causal_lm_loss_reads_the_last_positions(tiny_llama, llama_tokenizer):
 def test_causal_lm_training_lowers_the_target_loss(tiny_llama, llama_tokenizer):
     data = datasets.Dataset.from_dict({"prompt": ["Colour of the sky:", "Colour of grass:"] * 4,
                                        "target": [" blue", " green"] * 4})
-    apply_lora(tiny_llama, ["q_proj", "v_proj"], r=4)
+    tiny_llama.requires_grad_(True)
     loader = make_loader(data, llama_tokenizer, ("prompt", "target"), batch_size=4, task="causal_lm")
-    history, stats = train(tiny_llama, loader, loader, lr=3e-2, steps=30, eval_every=10, warmup=0,
+    history, stats = train(tiny_llama, loader, loader, lr=3e-2, steps=8, eval_every=2, warmup=0,
                            task="causal_lm", progress=False)
-    assert history[-1]["loss"] < history[0]["loss"] and history[-1]["metric"] > history[0]["metric"]
-    assert stats["best_metric"] == max(row["metric"] for row in history)
+    assert history[-1]["loss"] < history[0]["loss"] / 2
+    assert stats["best_metric"] == max(row["metric"] for row in history) == evaluate(tiny_llama, loader, "causal_lm")
 
 
 # ---------------------------------------------------------------- evaluation

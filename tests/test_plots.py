@@ -1,0 +1,74 @@
+"""Plots: the Pareto frontier, the map of what trains, and that every figure draws headless from real results."""
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from minipeft import plots  # noqa: E402
+from minipeft.compare import build  # noqa: E402
+from minipeft.lora import apply_lora  # noqa: E402
+
+
+def test_pareto_frontier_keeps_the_undominated_points():
+    points = [(10, 0.70), (100, 0.80), (50, 0.60), (1000, 0.80), (5, 0.50), (100, 0.75), (2000, 0.90), (5, 0.40)]
+    assert plots.pareto_frontier(points) == [(5, 0.50), (10, 0.70), (100, 0.80), (2000, 0.90)]
+    assert plots.pareto_frontier([(3, 0.5), (3, 0.5)]) == [(3, 0.5)]
+    assert plots.pareto_frontier([]) == []
+
+
+def test_parameter_cells_name_layer_and_module():
+    cell = plots.parameter_cell
+    assert cell("backbone.encoder.layer.3.attention.self.query.adapters.default.A") == ("layer 3", "attention.self.query")
+    assert cell("backbone.encoder.layer.3.attention.self.query.base.weight") == ("layer 3", "attention.self.query")
+    assert cell("model.layers.12.mlp.down_proj.weight") == ("layer 12", "mlp.down_proj")
+    assert cell("backbone.embeddings.word_embeddings.weight") == ("embeddings", "word_embeddings")
+    assert cell("backbone.model.prompts.adapters.default.weight") == ("prompts", "prompts")
+    assert cell("head.bias") == ("head", "head")
+
+
+def test_parameter_map_colours_exactly_the_lora_targets(tiny_bert):
+    apply_lora(tiny_bert, ["query", "value"], r=2)
+    rows, columns, matrix = plots.parameter_map_matrix(tiny_bert)
+    assert rows == ["embeddings", "layer 0", "layer 1"]
+    trained = {(rows[i], columns[j]) for i, j in zip(*np.nonzero(matrix > 0))}
+    assert trained == {(f"layer {i}", f"attention.self.{m}") for i in (0, 1) for m in ("query", "value")}
+    assert matrix[rows.index("layer 0"), columns.index("attention.self.query")] == 2 * (32 + 32)
+    assert matrix[rows.index("layer 1"), columns.index("intermediate.dense")] == 0  # frozen, not missing
+    assert math.isnan(matrix[rows.index("embeddings"), columns.index("attention.self.query")])  # no such cell
+    assert np.nansum(matrix) == sum(p.numel() for p in tiny_bert.parameters() if p.requires_grad)
+
+
+def test_parameter_map_of_a_classifier_and_of_top_layer_fine_tuning(tiny_bert):
+    rows, columns, matrix = plots.parameter_map_matrix(build("finetune", {"top_k": 1}, tiny_bert))
+    layer = {r: matrix[rows.index(r)] for r in rows}
+    assert rows == ["embeddings", "layer 0", "layer 1", "head"]
+    assert np.all(layer["layer 1"][~np.isnan(layer["layer 1"])] > 0)
+    assert np.all(layer["layer 0"][~np.isnan(layer["layer 0"])] == 0)
+    assert np.nansum(layer["embeddings"]) == 0 and layer["head"][columns.index("head")] == 32 * 2 + 2
+
+
+def test_every_figure_draws_headless(tiny_bert, tmp_path):
+    summary = [{"label": f"m{i}", "trainable_params": 10 ** (i + 2), "test_mean": 0.6 + 0.05 * i, "test_std": 0.01,
+                "seconds_per_step": 0.1 * (i + 1), "memory_mb": dict.fromkeys(plots.MEMORY_PARTS, 1.0 + i),
+                "lr": 1e-3} for i in range(3)]
+    history = [{"step": s, "loss": 1 / s, "metric": 0.5 + 0.01 * s} for s in (1, 2, 3)]
+    runs = [{"label": r["label"], "lr": 1e-3, "seed": 0, "history": history} for r in summary]
+    fig = plots.plot_comparison({"summary": summary, "runs": runs}, tmp_path / "comparison.png")
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    accuracy_axes = fig.axes[0]
+    assert accuracy_axes.get_xscale() == "log"
+    frontier = [line for line in accuracy_axes.get_lines() if line.get_label() == "Pareto frontier"][0]
+    assert list(frontier.get_xdata()) == [100, 1000, 10000]
+    ax = plots.parameter_map(build("lora", {"r": 2}, tiny_bert))
+    assert [t.get_text() for t in ax.texts] == ["128", "128", "128", "128", "66"]  # 4 LoRA pairs and the head
+    assert plots.human(1234) == "1.23k" and plots.human(22_700_000) == "22.7M" and plots.human(66) == "66"
+    matplotlib.pyplot.close("all")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    matplotlib.pyplot.close("all")
