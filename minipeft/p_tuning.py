@@ -32,8 +32,9 @@ import torch
 from torch import nn
 
 from .core import AdapterLayer, body, check_new_adapter, find_modules, hooked_layer, set_adapter, train_adapters_only
-from .prompt_tuning import SoftPrompt, check_k, initial_prompt, prompt_layer
+from .prompt_tuning import SoftPrompt, initial_prompt, prompt_layer
 from .saving import record_config
+from .virtual_tokens import check_k
 
 ENCODERS = ("mlp", "lstm")
 LAYER_LIST = r"re:(.*\.)?layers?\.\d+"  # BERT encoder.layer.N, Llama model.layers.N

@@ -42,7 +42,8 @@ def plot_accuracy_vs_params(summary, ax=None):
         ax.annotate(row["label"], (row["trainable_params"], row["test_mean"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     front = pareto_frontier([(r["trainable_params"], r["test_mean"]) for r in summary])
-    ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1, label="Pareto frontier")
+    ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1, marker="o", markersize=11,
+            markerfacecolor="none", label="Pareto frontier")
     ax.set(xscale="log", xlabel="trainable parameters (log)", ylabel="test accuracy", title="Accuracy vs. size")
     ax.legend(loc="lower right")
     return ax
@@ -131,10 +132,10 @@ def parameter_map(model, ax=None, title="What trains"):
     ax = new_axes(ax, size=(0.55 * len(columns) + 2.5, 0.3 * len(rows) + 2))
     ax.imshow(np.where(matrix == 0, 1.0, np.nan), cmap="Greys", vmin=0, vmax=4, aspect="auto")
     trained = np.where(matrix > 0, np.log10(np.where(matrix > 0, matrix, 1)), np.nan)
-    ax.imshow(trained, cmap="viridis", aspect="auto", vmin=0, vmax=max(1.0, np.nanmax(trained, initial=1.0)))
+    ax.imshow(trained, cmap="YlOrRd", aspect="auto", vmin=-1, vmax=np.nanmax(trained, initial=0) + 2)
     for (i, j), count in np.ndenumerate(matrix):
         if count > 0:
-            ax.text(j, i, human(count), ha="center", va="center", fontsize=6, color="white")
+            ax.text(j, i, human(count), ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_title(title)

@@ -15,8 +15,12 @@ it as `past_key_values` (a fresh cache, or the empty one `generate()` hands in),
 the attention mask. The body then offsets positions by the cache length: BertModel starts its absolute position
 ids at k, LlamaModel its rotary positions, so the real tokens sit at k..k+n-1 as if k tokens were in front
 (BERT calls `cache.update` in its self-attention although it never returns a cache). With grouped-query
-attention (SmolLM2: 9 query / 3 KV heads) the prefix is stored per KV head, like the cache. `generate()`: the
-cache it gets back holds prefix + input; later steps find the prefix there and only shift mask and positions.
+attention (SmolLM2: 9 query / 3 KV heads) the prefix is stored per KV head, like the cache; Llama's cache holds
+keys after the rotary embedding, so prefix keys are used as they are. `generate()`: the cache it gets back holds
+prefix + input; later steps find the prefix there and only shift mask and positions.
+Hard-prompt equivalence: the keys and values k real tokens would leave at each layer, as a prefix, give the
+outputs of those tokens written in front. Llama is causal, so they are the same for every input; BERT is
+bidirectional, so a fixed prefix equals a hard prompt only for the input it was read from.
 
 Storage: one row per virtual token, [K¹ V¹ K² V² … Kᴸ Vᴸ], each d_kv = n_kv_heads · head_dim wide (the layout
 of peft's prefix embedding). Reparameterisation (`reparam_hidden=h`): the rows are MLP(E), E: k × d trained,
@@ -29,8 +33,8 @@ from torch import nn
 from transformers import DynamicCache
 
 from .core import body, check_new_adapter, hooked_layer, set_adapter, train_adapters_only
-from .prompt_tuning import VirtualTokenLayer, check_k
 from .saving import record_config
+from .virtual_tokens import VirtualTokenLayer, check_k
 
 
 def kv_sizes(config) -> tuple:
@@ -79,11 +83,12 @@ class PrefixLayer(VirtualTokenLayer):
         kw["past_key_values"] = cache
 
 
-def apply_prefix_tuning(model, k: int = 10, reparam_hidden: int | None = None, name: str = "default"):
+def apply_prefix_tuning(model, k: int = 8, reparam_hidden: int | None = None, name: str = "default"):
     """Add a k-token prefix `name` to the keys and values of every layer; freeze the rest (head excepted)."""
     check_k(k)
     if reparam_hidden is not None and (not isinstance(reparam_hidden, int) or reparam_hidden <= 0):
-        raise ValueError(f"reparam_hidden is the MLP's hidden size, a positive integer (or None), not {reparam_hidden!r}")
+        raise ValueError(f"reparam_hidden, the MLP's hidden size, must be a positive integer or None, "
+                         f"not {reparam_hidden!r}")
     check_new_adapter(model, name)
     core = body(model)
     prefix = Prefix(k, core.config, reparam_hidden).to(core.get_input_embeddings().weight.device)

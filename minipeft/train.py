@@ -115,7 +115,8 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     history: one dict per evaluation {step, loss (mean training loss since the previous one), metric
     (validation accuracy, None without val_loader), lr, seconds}. stats: measure.run_stats plus best_step,
     best_metric. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained weights
-    towards zero, not towards where they started."""
+    towards zero, not towards where they started. The whole model is in train mode (dropout on, frozen parts
+    included), as under transformers' Trainer with peft."""
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
     if patience is not None and val_loader is None:

@@ -11,7 +11,8 @@ SENTENCES = ["The film was a delight from start to finish.", "Dull."]
 def hard_prompted(batch: dict, token_ids: list) -> dict:
     """The batch with the tokens written in front: ids, mask (ones), BERT token types (zeros), positions."""
     k, rows = len(token_ids), batch["input_ids"].shape[0]
-    front = {"input_ids": torch.tensor(token_ids).expand(rows, k), "attention_mask": torch.ones(rows, k, dtype=torch.long),
+    front = {"input_ids": torch.tensor(token_ids).expand(rows, k),
+             "attention_mask": torch.ones(rows, k, dtype=torch.long),
              "token_type_ids": torch.zeros(rows, k, dtype=torch.long)}
     out = {key: torch.cat([front[key], value], 1) for key, value in batch.items() if key in front}
     if "position_ids" in batch:

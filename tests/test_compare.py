@@ -40,9 +40,9 @@ def counted(monkeypatch):
     return calls
 
 
-def run(data, bert_tokenizer, out, **overrides):
+def run(data, bert_tokenizer, out, methods=METHODS, **overrides):
     options = dict(steps=3, seeds=2, batch_size=4, max_length=16, eval_every=1, progress=False, budget="tiny")
-    return harness.compare(METHODS, data, ("text",), models.tiny_bert(), bert_tokenizer, out, **{**options, **overrides})
+    return harness.compare(methods, data, ("text",), models.tiny_bert(), bert_tokenizer, out, **{**options, **overrides})
 
 
 def test_build_applies_the_method_to_a_copy_of_the_backbone(tiny_bert):
@@ -96,11 +96,37 @@ def test_a_changed_method_is_run_again_and_changed_settings_are_refused(data, be
     out = tmp_path / "results.json"
     run(data, bert_tokenizer, out, seeds=1)
     counted["n"] = 0
-    METHODS[1]["kwargs"] = {"r": 3}
-    try:
-        run(data, bert_tokenizer, out, seeds=1)
-    finally:
-        METHODS[1]["kwargs"] = {"r": 2}
+    results = run(data, bert_tokenizer, out, [METHODS[0], {**METHODS[1], "kwargs": {"r": 3}}], seeds=1)
+    assert results["summary"][1]["trainable_params"] == 3 * 64 * 2 * 2 + 66  # from the new r=3 runs
     assert counted["n"] == 2  # LoRA's two learning rates again, with r=3; the probe runs are reused
     with pytest.raises(ValueError, match="other settings"):
         run(data, bert_tokenizer, out, seeds=1, steps=4)
+
+
+def benchmark_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py"
+    spec = importlib.util.spec_from_file_location("compare_methods", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_fits_its_stated_budget():
+    bench = benchmark_script()
+    s = bench.SETTINGS
+    assert len(bench.METHODS) == 19 and len({m["label"] for m in bench.METHODS}) == 19
+    hours = bench.estimate_hours(bench.METHODS, s["steps"], s["seeds"], s["eval_every"], s["n_validation"], 1265,
+                                 max_length=s["max_length"])
+    assert 1.8 < hours <= 2.05
+
+
+@pytest.mark.slow
+def test_the_benchmark_starts_in_quick_mode(tmp_path):
+    out = tmp_path / "quick.json"
+    benchmark_script().main(["--quick", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert [row["label"] for row in results["summary"]] == ["linear probe (mean)", "LoRA r=8"]
+    assert results["settings"]["budget"]["target_hours"] == 2.0 and len(results["runs"]) == 4
+    assert out.with_suffix(".png").stat().st_size > 10_000

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 import torch
-from method_checks import (FAMILIES, assert_unchanged, check_mixed_batch, check_one_adamw_step, check_save_load, fresh_base,
-                           make_batch, outputs, perturb_trainable, row, snapshot, with_loss_head)
+from method_checks import (FAMILIES, assert_unchanged, check_mixed_batch, check_one_adamw_step, check_save_load,
+                           fresh_base, make_batch, outputs, perturb_trainable, row, snapshot, with_loss_head)
 from prompt_checks import PROMPT, assert_close, greedy, hard_prompted, left_padded_batch, real_batch
 
 from minipeft.core import body, freeze, remove_adapter, set_adapter

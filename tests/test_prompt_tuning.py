@@ -98,14 +98,17 @@ def test_mixed_batch_needs_one_length(tiny_bert):
 
 def test_count_matches_closed_form_tiny(tiny_model):
     model, _ = tiny_model
-    apply_prompt_tuning(model, k=7)
+    apply_prompt_tuning(model, k=7, name="seven")
     assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(7, 32) == 224
+    apply_prompt_tuning(model)  # k=None: 8 virtual tokens
+    assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(7 + 8, 32)
 
 
 @pytest.mark.slow
 def test_count_matches_closed_form_real(encoder, causal_lm):
-    assert count_parameters(apply_prompt_tuning(encoder[0], k=20))["trainable"] == prompt_tuning_parameter_count(20, 384)
-    assert count_parameters(apply_prompt_tuning(causal_lm[0], k=20))["trainable"] == prompt_tuning_parameter_count(20, 576)
+    for model, d in [(encoder[0], 384), (causal_lm[0], 576)]:
+        apply_prompt_tuning(model, k=20)
+        assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(20, d) == 20 * d
 
 
 def test_one_step_trains_only_the_prompt(tiny_model):
@@ -150,7 +153,7 @@ def test_save_load_round_trip(tiny_model, tmp_path, init, bert_tokenizer, llama_
 def test_bad_input_leaves_the_model_unchanged(tiny_bert, bert_tokenizer):
     apply_prompt_tuning(tiny_bert, k=2, name="taken")
     before = snapshot(tiny_bert)
-    bad = [dict(k=0), dict(k=-3), dict(k=2.5), dict(k=None), dict(k=3, init="zeros"),
+    bad = [dict(k=0), dict(k=-3), dict(k=2.5), dict(k=True), dict(k=3, init="zeros"),
            dict(init="text", text="great movie"),  # a string needs a tokenizer
            dict(init="text", text="great movie", tokenizer=bert_tokenizer, k=5),  # 2 tokens, not 5
            dict(init="text", text=[1, 10 ** 9]), dict(k=3, text=[5, 6]), dict(k=3, name="taken")]
