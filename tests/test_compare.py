@@ -14,7 +14,8 @@ from minipeft.params import count_parameters
 from minipeft.train import train as real_train
 
 METHODS = [{"label": "probe", "method": "probe", "kwargs": {"pooling": "cls"}, "lrs": [1e-3, 1e-1]},
-           {"label": "LoRA", "method": "lora", "kwargs": {"r": 2}, "lrs": [1e-3, 1e-1]}]
+           {"label": "LoRA", "method": "lora", "kwargs": {"r": 2}, "lrs": [1e-3, 1e-2]}]
+VALIDATION = {1e-3: 0.6, 1e-1: 0.8, 1e-2: 0.4}  # scripted: the probe's best lr is its second, LoRA's its first
 
 
 @pytest.fixture
@@ -27,16 +28,19 @@ def data():
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Counts the training runs the harness starts; fail_at=n raises in the n-th (an interrupted benchmark)."""
+    """Counts the training runs the harness starts (fail_at=n raises in the n-th: an interrupted benchmark).
+    Real training, but scripted accuracies: validation by learning rate, test 0.50, 0.51, 0.52, ... in run order."""
     calls = {"n": 0, "fail_at": None}
 
     def counting_train(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == calls["fail_at"]:
             raise KeyboardInterrupt
-        return real_train(*args, **kwargs)
+        history, stats = real_train(*args, **kwargs)
+        return history, {**stats, "best_metric": VALIDATION[kwargs["lr"]]}
 
     monkeypatch.setattr(harness, "train", counting_train)
+    monkeypatch.setattr(harness, "evaluate", lambda model, loader: 0.5 + 0.01 * calls["n"])
     return calls
 
 
@@ -65,15 +69,16 @@ def test_compare_tunes_lr_on_seed_0_and_reports_test_mean_and_std(data, bert_tok
     assert results["settings"]["budget"] == "tiny" and results["settings"]["sizes"] == {
         "train": 8, "validation": 4, "test": 4}
     assert counted["n"] == len(results["runs"]) == 2 * (2 + 1)  # per method: 2 learning rates, then 1 more seed
+    assert [row["lr"] for row in results["summary"]] == [1e-1, 1e-3]
     for config, row in zip(METHODS, results["summary"]):
         runs = [r for r in results["runs"] if r["label"] == config["label"]]
         tuned = {r["lr"]: r["validation"] for r in runs if r["seed"] == 0}
-        assert list(tuned) == config["lrs"] and row["lr"] == max(tuned, key=tuned.get)
+        assert tuned == {lr: VALIDATION[lr] for lr in config["lrs"]} and row["lr"] == max(tuned, key=tuned.get)
         extra = [r for r in runs if r["seed"] == 1]
         assert [r["lr"] for r in extra] == [row["lr"]]  # the other seeds run at the chosen learning rate only
         test = [r["test"] for r in runs if r["lr"] == row["lr"]]
         assert row["seeds"] == 2 and row["test_mean"] == statistics.fmean(test)
-        assert row["test_std"] == statistics.stdev(test)
+        assert row["test_std"] == statistics.stdev(test) > 0
         assert row["trainable_params"] == runs[0]["stats"]["trainable_params"] > 0
         assert all(len(r["history"]) == 3 and r["history"][-1]["step"] == 3 for r in runs)
 
