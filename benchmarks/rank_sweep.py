@@ -3,6 +3,8 @@
     python benchmarks/rank_sweep.py           → data/results/rank_sweep.json (resumes if interrupted)
     python benchmarks/rank_sweep.py --quick   → 2 configurations × 3 steps into a temporary folder
 
+The notebooks read it with minipeft.widgets.sweep_accuracy(results, "lora", "r").
+
 Pfeiffer adapters over the bottleneck r, LoRA on query,value over the rank r (α = 2r, so α/r stays 2), and
 prompt tuning over the prompt length k. Rotten Tomatoes with MiniLM, the same budget as compare_methods.py
 (120 steps of batch 32, 48 tokens, validation on 500 snippets at steps 60 and 120, the full test split), one
@@ -33,13 +35,6 @@ SWEEP = (
     + [{"label": f"prompt tuning k={k}", "method": "prompt_tuning", "kwargs": {"k": k, "init": "vocab"},
         "lrs": [3e-2]} for k in PROMPT_LENGTHS]
 )
-
-
-def sweep_accuracy(results: dict, method: str, size_key: str) -> dict:
-    """{size: test accuracy} for one method of a rank_sweep.json, e.g. ("lora", "r") → {1: 0.71, 2: ...}."""
-    keys = {run["label"]: run for run in results["runs"]}
-    return {c["kwargs"][size_key]: keys[c["label"]]["test"] for c in SWEEP
-            if c["method"] == method and c["label"] in keys}
 
 
 def main(argv=None):

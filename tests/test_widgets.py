@@ -1,0 +1,87 @@
+"""The slider widgets show what the closed forms and the measured counts say, for the value the slider is at."""
+import pytest
+import torch
+
+from minipeft import count_parameters
+from minipeft.adapters import adapter_parameter_count, apply_adapters
+from minipeft.lora import apply_lora, lora_parameter_count
+from minipeft.models import tiny_bert
+from minipeft.probing import Classifier, probe_parameter_count
+from minipeft.widgets import SizeExplorer
+
+HEAD = probe_parameter_count(32, 2)
+BASE = count_parameters(Classifier(tiny_bert(), 2))["total"]
+
+
+def lora_explorer(**kw):
+    count = lambda r: lora_parameter_count([(32, 32)] * 4, r) + HEAD  # noqa: E731  (2 layers × query, value)
+    return SizeExplorer([1, 2, 4, 8, 16], count, BASE - HEAD, **kw)
+
+
+@pytest.mark.parametrize("r", [1, 4, 16])
+def test_slider_shows_the_measured_count_of_that_rank(r):
+    explorer = lora_explorer()
+    explorer.slider.value = r
+    model = apply_lora(Classifier(tiny_bert(), 2), ["query", "value"], r=r)
+    measured = count_parameters(model)
+    shown = explorer.numbers()
+    assert shown["size"] == r and shown["trainable"] == measured["trainable"]
+    assert shown["percent"] == pytest.approx(measured["percent"], rel=1e-12)
+    assert f"{measured['trainable']:,}" in explorer.info.value  # the text on screen follows the slider
+
+
+def test_adapter_slider_and_file_size():
+    count = lambda r: adapter_parameter_count(2, 32, r, "houlsby") + HEAD  # noqa: E731
+    explorer = SizeExplorer([2, 8], count, BASE - HEAD, name="bottleneck r")
+    explorer.slider.value = 8
+    model = apply_adapters(Classifier(tiny_bert(), 2), r=8, placement="houlsby")
+    assert explorer.numbers()["trainable"] == count_parameters(model)["trainable"]
+    assert explorer.numbers()["file_bytes"] == 4 * count_parameters(model)["trainable"]
+
+
+def test_sweep_accuracy_follows_the_slider_and_says_when_missing():
+    explorer = lora_explorer(sweep={4: 0.75, 8: 0.8})
+    explorer.slider.value = 8
+    assert explorer.numbers()["sweep_accuracy"] == 0.8 and "0.800" in explorer.info.value
+    explorer.slider.value = 2
+    assert explorer.numbers()["sweep_accuracy"] is None and "not measured" in explorer.info.value
+
+
+def test_train_button_trains_the_chosen_rank_and_shows_the_result():
+    calls = []
+
+    def train(r):  # a real (tiny) training step, so the callback runs end to end
+        model = apply_lora(Classifier(tiny_bert(), 2), ["query", "value"], r=r)
+        ids = torch.randint(1000, 2000, (4, 6))
+        loss = model(ids, labels=torch.tensor([0, 1, 0, 1]))["loss"]
+        loss.backward()
+        calls.append(r)
+        return 0.5 + r / 100
+
+    explorer = lora_explorer(train=train)
+    explorer.slider.value = 16
+    explorer.button.click()
+    assert calls == [16]
+    assert explorer.numbers()["live_accuracy"] == pytest.approx(0.66)
+    assert "0.660" in explorer.info.value
+    explorer.slider.value = 4  # another rank has no live result yet
+    assert explorer.numbers()["live_accuracy"] is None
+
+
+def test_sweep_accuracy_reads_compare_results(tmp_path):
+    import json
+
+    from minipeft.compare import run_key
+    from minipeft.widgets import sweep_accuracy
+    key = lambda label, method, kw, seed: json.dumps([label, method, kw, None, 1e-3, seed], sort_keys=True)  # noqa: E731
+    results = {"runs": [
+        {"key": key("LoRA r=2", "lora", {"r": 2}, 0), "test": 0.7},
+        {"key": key("LoRA r=2", "lora", {"r": 2}, 1), "test": 0.8},
+        {"key": key("LoRA r=8", "lora", {"r": 8}, 0), "test": 0.9},
+        {"key": key("Houlsby r=8", "adapter", {"r": 8, "placement": "houlsby"}, 0), "test": 0.6},
+        {"key": key("Pfeiffer r=8", "adapter", {"r": 8, "placement": "pfeiffer"}, 0), "test": 0.65},
+    ]}
+    assert sweep_accuracy(results, "lora", "r") == pytest.approx({2: 0.75, 8: 0.9})
+    assert sweep_accuracy(results, "adapter", "r", placement="pfeiffer") == {8: 0.65}
+    # the keys above are in compare.run_key's format
+    assert run_key({"label": "LoRA r=2", "method": "lora", "kwargs": {"r": 2}}, 1e-3, 0) == key("LoRA r=2", "lora", {"r": 2}, 0)
