@@ -1,0 +1,63 @@
+"""Checks for 01_adaptation_objective."""
+import math
+
+import torch
+from torch.nn import functional as F
+from transformers import AutoConfig
+
+from minipeft.course import ExerciseCheck
+from minipeft.models import causal_lm_cache, causal_lm_tokenizer, tiny_llama
+
+
+def _lora_smollm2_params():
+    c = AutoConfig.from_pretrained(causal_lm_cache())
+    d, d_kv = c.hidden_size, c.num_key_value_heads * c.head_dim
+    return c.num_hidden_layers * 8 * ((d + d) + (d + d_kv))  # r·(d_in + d_out) for q_proj and v_proj
+
+
+def _smoothed_ok(function):
+    generator = torch.Generator().manual_seed(1)
+    for classes, eps in [(2, 0.1), (5, 0.3), (3, 0.0)]:
+        logits = torch.randn(16, classes, generator=generator) * 3
+        targets = torch.randint(0, classes, (16,), generator=generator)
+        got = torch.as_tensor(function(logits, targets, eps))
+        if not torch.allclose(got, F.cross_entropy(logits, targets, label_smoothing=eps), atol=1e-5):
+            return False
+    return True
+
+
+def _left_padded_ok(function):
+    model, tokenizer = tiny_llama(), causal_lm_tokenizer()
+    prompts = ["Hi", "The film was a long, slow and rather pointless affair, and it", "Fine. It was"]
+    token_ids = [9805, 787, 1109]
+    with torch.no_grad():
+        got = torch.as_tensor(function(model, tokenizer, prompts, token_ids))
+        one_by_one = torch.stack([model(**tokenizer(p, return_tensors="pt")).logits[0, -1].log_softmax(-1)[token_ids]
+                                  for p in prompts])
+    return got.shape == one_by_one.shape and torch.allclose(got, one_by_one, atol=1e-4)
+
+
+def _naive_right_padded(model, tokenizer, prompts, token_ids):
+    """A plausible wrong answer: right padding and position -1."""
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    return model(**batch).logits[:, -1].log_softmax(-1)[:, token_ids]
+
+
+CHECKS = {
+    "lora_smollm2_params": ExerciseCheck(
+        lambda a: int(a) == _lora_smollm2_params(),
+        "layers × r × ((576 + 576) + (576 + 192)): r·(d_in + d_out) for each of the two matrices in each layer"),
+    "smoothed_cross_entropy": ExerciseCheck(
+        _smoothed_ok, "q = (1 − eps)·onehot + eps / C over ALL C classes (the right one included); "
+                      "loss = −Σ q·log_softmax(z), averaged over the batch"),
+    "best_margin": ExerciseCheck(
+        lambda a: abs(float(a) - math.log(0.9 / 0.1)) < 1e-3,
+        "with 2 classes q_y = 1 − ε/2 = 0.9 and p_y = sigmoid(m): solve sigmoid(m) = 0.9"),
+    "left_padded_scores": ExerciseCheck(
+        _left_padded_ok, "pad on the left, position_ids = (attention_mask.cumsum(1) − 1).clamp(min=0), "
+                         "then read logits[:, -1]"),
+}
+WRONG = {"lora_smollm2_params": 30 * 8 * 4 * 576, "smoothed_cross_entropy":
+         lambda z, y, eps: -(((1 - eps) * F.one_hot(y, z.shape[-1]) + eps / (z.shape[-1] - 1)
+                              * (1 - F.one_hot(y, z.shape[-1]))) * z.log_softmax(-1)).sum(-1).mean(),
+         "best_margin": math.log(0.8 / 0.2), "left_padded_scores": _naive_right_padded}
