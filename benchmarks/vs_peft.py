@@ -45,6 +45,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Idle OpenMP threads sleep instead of spinning. On a busy machine (another job on the same 2 cores) spinning
+# threads steal the CPU from the one doing the work: a MiniLM step measured 4× slower with 2 threads than with 1.
+OMP_WAIT_POLICY = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE") if "torch" not in sys.modules else \
+    "unknown: torch was loaded before this script set it"  # OpenMP reads it when torch loads it
 
 import peft  # noqa: E402
 import torch  # noqa: E402
@@ -220,7 +224,8 @@ def timing(seconds: list) -> dict:
     return {"median_s": statistics.median(seconds), "seconds": [round(s, 5) for s in seconds]}
 
 
-def vs_peft(base, spec: dict, method: str, settings: dict) -> dict:
+def vs_peft(base, spec: dict, method: str, settings: dict, with_full: bool = False) -> dict:
+    """minipeft against peft on one method; with_full adds full fine-tuning to the rotation (LoRA / full)."""
     ours, theirs = make_run(base, spec, "minipeft", method), make_run(base, spec, "peft", method)
     copy_adapter(ours.model, theirs.model, method)
     if ours.trainable_params() != theirs.trainable_params():
@@ -229,19 +234,17 @@ def vs_peft(base, spec: dict, method: str, settings: dict) -> dict:
     start = {"minipeft": ours.eval_loss(), "peft": theirs.eval_loss()}
     if abs(start["minipeft"] - start["peft"]) > 1e-3:
         raise RuntimeError(f"{method}: the two start from different losses {start}: not the same function")
-    seconds = alternate({"minipeft": ours.step, "peft": theirs.step}, **settings)
-    result = {name: {**timing(seconds[name]), "trainable_params": run.trainable_params(),
-                     "memory_mb": run.memory(), "start_loss": start[name]}
-              for name, run in (("minipeft", ours), ("peft", theirs))}
+    runs = {"minipeft": ours, "peft": theirs, **({"full": make_run(base, spec, "full")} if with_full else {})}
+    seconds = alternate({name: run.step for name, run in runs.items()}, **settings)
+    result = {name: {**timing(seconds[name]), "trainable_params": run.trainable_params(), "memory_mb": run.memory(),
+                     **({"start_loss": start[name]} if name in start else {})} for name, run in runs.items()}
     return {**result, "ratio": result["minipeft"]["median_s"] / result["peft"]["median_s"]}
 
 
-def lora_vs_full(base, spec: dict, settings: dict) -> dict:
-    lora, full = make_run(base, spec, "minipeft", "lora"), make_run(base, spec, "full")
-    seconds = alternate({"lora": lora.step, "full": full.step}, **settings)
-    result = {name: {**timing(seconds[name]), "trainable_params": run.trainable_params(), "memory_mb": run.memory()}
-              for name, run in (("lora", lora), ("full", full))}
-    return {**result, "ratio": result["lora"]["median_s"] / result["full"]["median_s"]}
+def lora_vs_full(rotation: dict) -> dict:
+    """LoRA (minipeft) against full fine-tuning, from the LoRA rotation of vs_peft(..., with_full=True)."""
+    lora, full = rotation["minipeft"], rotation.pop("full")
+    return {"lora": dict(lora), "full": full, "ratio": lora["median_s"] / full["median_s"]}
 
 
 def merged_inference(base, spec: dict, settings: dict) -> dict:
@@ -269,7 +272,7 @@ def merged_inference(base, spec: dict, settings: dict) -> dict:
 # ---------------------------------------------------------------- peak RSS in a fresh process
 def rss_child(name: str, kind: str, quick: bool) -> dict:
     """Run in a fresh process: load, build the run, 2 steps; ru_maxrss (MB) after building and after the steps."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if quick else 2)
     specs = QUICK_MODELS if quick else MODELS
     run = make_run(load_base(name, quick), specs[name], "minipeft" if kind == "lora" else "full", "lora")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -328,14 +331,15 @@ def main(argv=None):
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child, args.quick)))
         return None
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if args.quick else 2)  # tiny models: threads would only add overhead
     specs, settings = (QUICK_MODELS, QUICK_SETTINGS) if args.quick else (MODELS, SETTINGS)
     out = args.out or (Path(tempfile.mkdtemp()) / "vs_peft.json" if args.quick
                        else ROOT / "data" / "results" / "vs_peft.json")
     started = time.perf_counter()
     results = {"settings": {**settings, "models": specs, "methods": list(METHODS), "k": K, "lora_r": R,
                             "lora_alpha": ALPHA, "lr": LR, "optimizer": "AdamW", "quick": args.quick,
-                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                            "torch_threads": torch.get_num_threads(),
+                            "OMP_WAIT_POLICY": OMP_WAIT_POLICY, "torch": torch.__version__,
                             "transformers": transformers.__version__, "peft": peft.__version__},
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -345,10 +349,10 @@ def main(argv=None):
         base = load_base(name, args.quick)
         results["vs_peft"][name] = {}
         for method in METHODS:
-            print(f"{name} {method}: minipeft and peft alternating ...", flush=True)
-            results["vs_peft"][name][method] = vs_peft(base, spec, method, settings)
-        print(f"{name}: LoRA and full fine-tuning alternating ...", flush=True)
-        results["lora_vs_full"][name] = lora_vs_full(base, spec, settings)
+            print(f"{name} {method}: minipeft and peft{' and full fine-tuning' * (method == 'lora')} "
+                  f"alternating ...", flush=True)
+            results["vs_peft"][name][method] = vs_peft(base, spec, method, settings, with_full=method == "lora")
+        results["lora_vs_full"][name] = lora_vs_full(results["vs_peft"][name]["lora"])
         for kind in ("lora", "full"):
             results["lora_vs_full"][name][kind]["peak_rss"] = peak_rss(name, kind, args.quick)
         print(f"{name}: merged LoRA and base model alternating (forward only) ...", flush=True)

@@ -1,4 +1,5 @@
 """Checks for 01_adaptation_objective."""
+import functools
 import math
 
 import torch
@@ -26,11 +27,17 @@ def _smoothed_ok(function):
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _tiny_llama_and_tokenizer():
+    return tiny_llama(), causal_lm_tokenizer()  # only read by the check (no_grad), never changed
+
+
 def _left_padded_ok(function):
-    model, tokenizer = tiny_llama(), causal_lm_tokenizer()
+    model, tokenizer = _tiny_llama_and_tokenizer()
     prompts = ["Hi", "The film was a long, slow and rather pointless affair, and it", "Fine. It was"]
     token_ids = [9805, 787, 1109]
     with torch.no_grad():
+        tokenizer.padding_side = "right"  # the default, whatever an earlier answer set
         got = torch.as_tensor(function(model, tokenizer, prompts, token_ids))
         one_by_one = torch.stack([model(**tokenizer(p, return_tensors="pt")).logits[0, -1].log_softmax(-1)[token_ids]
                                   for p in prompts])

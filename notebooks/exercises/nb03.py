@@ -1,0 +1,76 @@
+"""Checks for 03_fine_tuning."""
+import random
+
+from minipeft.course import ExerciseCheck
+from minipeft.finetune import apply_finetune
+from minipeft.models import load_encoder, tiny_bert
+from minipeft.params import count_parameters
+from minipeft.probing import Classifier
+
+
+def _top3_params():
+    model = apply_finetune(Classifier(load_encoder()[0], num_labels=2), top_k=3)
+    return count_parameters(model)["trainable"]
+
+
+def _reference_early_stop(metrics, patience):
+    """What train() does: a strictly better metric resets the count; stop after `patience` evaluations without."""
+    best, since_best = 0, 0
+    for i, metric in enumerate(metrics):
+        since_best += 1
+        if i == 0 or metric > metrics[best]:
+            best, since_best = i, 0
+        if patience is not None and since_best >= patience:
+            return i + 1, best
+    return len(metrics), best
+
+
+def _early_stop_ok(answer):
+    cases = [([0.5, 0.6, 0.6, 0.55, 0.58, 0.7], 2), ([0.7, 0.6, 0.65, 0.8], 3), ([0.5, 0.6, 0.7], 1),
+             ([0.6, 0.6, 0.6, 0.6], 2), ([0.5, 0.55, 0.52, 0.51, 0.6], None)]
+    rng = random.Random(0)
+    cases += [([rng.choice([0.5, 0.6, 0.7, 0.8]) for _ in range(rng.randint(1, 9))], rng.choice([1, 2, 3, None]))
+              for _ in range(200)]
+    return all(tuple(answer(list(m), p)) == _reference_early_stop(m, p) for m, p in cases)
+
+
+def _trainable_flags(model):
+    return {name: p.requires_grad for name, p in model.named_parameters()}
+
+
+def _freeze_embeddings_ok(answer):
+    mine = Classifier(tiny_bert(), num_labels=2)
+    answer(mine)
+    reference = apply_finetune(Classifier(tiny_bert(), num_labels=2), freeze_embeddings=True)
+    return _trainable_flags(mine) == _trainable_flags(reference)
+
+
+def _wrong_early_stop(metrics, patience):  # keeps the LAST of equal metrics (>=), not the first
+    best, since_best = 0, 0
+    for i, metric in enumerate(metrics):
+        since_best += 1
+        if metric >= metrics[best]:
+            best, since_best = i, 0
+        if patience is not None and since_best >= patience:
+            return i + 1, best
+    return len(metrics), best
+
+
+def _wrong_freeze(model):  # freezes the word embeddings only: positions, token types and the LayerNorm still train
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.backbone.embeddings.word_embeddings.weight.requires_grad_(False)
+
+
+CHECKS = {
+    "top3_params": ExerciseCheck(lambda a: int(a) == _top3_params(),
+                                 "P_total − P_emb − (L − k)·P_layer, with the Classifier's head and the pooler in "
+                                 "P_total"),
+    "early_stop": ExerciseCheck(_early_stop_ok,
+                                "a metric only counts as better if it is STRICTLY higher; the counter restarts at "
+                                "0 on a new best and training stops when it reaches `patience`"),
+    "freeze_embeddings": ExerciseCheck(_freeze_embeddings_ok,
+                                       "everything trainable first, then every parameter of "
+                                       "model.backbone.embeddings (word, position, token-type, LayerNorm) frozen"),
+}
+WRONG = {"top3_params": 3 * 1_774_464, "early_stop": _wrong_early_stop, "freeze_embeddings": _wrong_freeze}
