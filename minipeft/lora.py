@@ -37,7 +37,7 @@ class LoRA(nn.Module):
         self.scaling, self.dropout = alpha / r, nn.Dropout(dropout)
 
     def forward(self, x):
-        return (self.dropout(x) @ self.A.T @ self.B.T) * self.scaling
+        return ((self.dropout(x) @ self.A.T) * self.scaling) @ self.B.T  # scaled while r wide: fewer products
 
     def delta_weight(self):
         return (self.B @ self.A) * self.scaling
@@ -60,8 +60,10 @@ class LoRALinear(AdapterLayer):
         y = self.base(x)
         for name, lora in self.adapters.items():
             w = self.weight_of(name, x)
-            if torch.is_tensor(w) or w != 0:
+            if torch.is_tensor(w):
                 y = y + w * lora(x)
+            elif w != 0:
+                y = torch.add(y, lora(x), alpha=w)  # y + w·lora(x) in one operation (w is usually 1)
         return y
 
 

