@@ -25,6 +25,7 @@ seconds depend on the machine's load (`machine` in the JSON says what it was).
 
 Memory: minipeft.measure's accounting (weights + gradients + AdamW state + what autograd saves in one forward),
 and ru_maxrss of a fresh process per configuration (in one process the high-water mark only ever goes up).
+Each stage (one model × one method, or the merged-LoRA timing) runs in a fresh process: see in_fresh_process.
 """
 import argparse
 import copy
@@ -269,9 +270,19 @@ def merged_inference(base, spec: dict, settings: dict) -> dict:
             "max_abs_diff_merged_vs_unmerged": difference, "max_abs_diff_merged_vs_base": change}
 
 
-# ---------------------------------------------------------------- peak RSS in a fresh process
+# ---------------------------------------------------------------- fresh processes
+def stage(name: str, what: str, quick: bool) -> dict:
+    """One part of the benchmark on one model: a method against peft (`what` = a method), or "merged"."""
+    torch.set_num_threads(1 if quick else 2)  # tiny models: threads would only add overhead
+    spec, settings = (QUICK_MODELS if quick else MODELS)[name], QUICK_SETTINGS if quick else SETTINGS
+    base = load_base(name, quick)
+    if what == "merged":
+        return merged_inference(base, spec, settings)
+    return vs_peft(base, spec, what, settings, with_full=what == "lora")
+
+
 def rss_child(name: str, kind: str, quick: bool) -> dict:
-    """Run in a fresh process: load, build the run, 2 steps; ru_maxrss (MB) after building and after the steps."""
+    """Load, build the run, 2 steps; ru_maxrss (MB) after building and after the steps."""
     torch.set_num_threads(1 if quick else 2)
     specs = QUICK_MODELS if quick else MODELS
     run = make_run(load_base(name, quick), specs[name], "minipeft" if kind == "lora" else "full", "lora")
@@ -283,9 +294,14 @@ def rss_child(name: str, kind: str, quick: bool) -> dict:
             "training_increase_mb": round(after - before, 1)}
 
 
-def peak_rss(name: str, kind: str, quick: bool) -> dict:
-    command = [sys.executable, __file__, "--rss-child", name, kind] + (["--quick"] if quick else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+def in_fresh_process(option: str, name: str, what: str, quick: bool) -> dict:
+    """Run `stage` (--stage) or `rss_child` (--rss-child) in a new Python process and read back its JSON.
+    Why: CPU memory freed by PyTorch mostly stays with the process (the allocator keeps it, fragmented), so
+    one process running every stage grew past 13 GB and was killed; a process per stage starts clean."""
+    command = [sys.executable, __file__, option, name, what] + (["--quick"] if quick else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[1:])} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -326,12 +342,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny random models, a few steps (a smoke test)")
     parser.add_argument("--out", type=Path, help="JSON file (default: data/results/vs_peft.json)")
     parser.add_argument("--note", default="", help="what else the machine was doing, stored in the JSON")
+    parser.add_argument("--stage", nargs=2, metavar=("MODEL", "WHAT"), help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=2, metavar=("MODEL", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.rss_child:
-        print(json.dumps(rss_child(*args.rss_child, args.quick)))
+    if args.stage or args.rss_child:  # a child process: print the result as the last line of JSON
+        print(json.dumps(stage(*args.stage, args.quick) if args.stage else rss_child(*args.rss_child, args.quick)))
         return None
-    torch.set_num_threads(1 if args.quick else 2)  # tiny models: threads would only add overhead
+    torch.set_num_threads(1 if args.quick else 2)
     specs, settings = (QUICK_MODELS, QUICK_SETTINGS) if args.quick else (MODELS, SETTINGS)
     out = args.out or (Path(tempfile.mkdtemp()) / "vs_peft.json" if args.quick
                        else ROOT / "data" / "results" / "vs_peft.json")
@@ -346,21 +363,22 @@ def main(argv=None):
                            "load_average_at_start": os.getloadavg(), "note": args.note},
                "vs_peft": {}, "lora_vs_full": {}, "merged_inference": {}}
     loads = results["machine"]["load_average_by_section"] = {}  # 1, 5, 15-minute load averages when it started
-    for name, spec in specs.items():
-        base = load_base(name, args.quick)
+    # Each stage in a fresh process (see in_fresh_process); the tiny models of --quick need none.
+    run_stage = (lambda name, what: stage(name, what, True)) if args.quick else \
+        (lambda name, what: in_fresh_process("--stage", name, what, False))
+    for name in specs:
         results["vs_peft"][name] = {}
         for method in METHODS:
             print(f"{name} {method}: minipeft and peft{' and full fine-tuning' * (method == 'lora')} "
                   f"alternating ...", flush=True)
             loads[f"{name} {method}"] = os.getloadavg()
-            results["vs_peft"][name][method] = vs_peft(base, spec, method, settings, with_full=method == "lora")
+            results["vs_peft"][name][method] = run_stage(name, method)
         results["lora_vs_full"][name] = lora_vs_full(results["vs_peft"][name]["lora"])
         for kind in ("lora", "full"):
-            results["lora_vs_full"][name][kind]["peak_rss"] = peak_rss(name, kind, args.quick)
+            results["lora_vs_full"][name][kind]["peak_rss"] = in_fresh_process("--rss-child", name, kind, args.quick)
         print(f"{name}: merged LoRA and base model alternating (forward only) ...", flush=True)
         loads[f"{name} merged"] = os.getloadavg()
-        results["merged_inference"][name] = merged_inference(base, spec, settings)
-        del base
+        results["merged_inference"][name] = run_stage(name, "merged")
     results["targets"] = target_rows(results)
     results["machine"].update(load_average_at_end=os.getloadavg(), minutes=round((time.perf_counter() - started) / 60, 1))
     out.parent.mkdir(parents=True, exist_ok=True)

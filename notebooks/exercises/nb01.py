@@ -53,7 +53,8 @@ def _naive_right_padded(model, tokenizer, prompts, token_ids):
 CHECKS = {
     "lora_smollm2_params": ExerciseCheck(
         lambda a: int(a) == _lora_smollm2_params(),
-        "layers × r × ((576 + 576) + (576 + 192)): r·(d_in + d_out) for each of the two matrices in each layer"),
+        "r·(d_in + d_out) for each targeted matrix, in each of the 30 layers; v_proj's d_out is "
+        "num_key_value_heads × head_dim, not 576"),
     "smoothed_cross_entropy": ExerciseCheck(
         _smoothed_ok, "q = (1 − eps)·onehot + eps / C over ALL C classes (the right one included); "
                       "loss = −Σ q·log_softmax(z), averaged over the batch"),
