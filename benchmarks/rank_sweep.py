@@ -10,7 +10,7 @@ prompt tuning over the prompt length k. Rotten Tomatoes with MiniLM, the same bu
 (120 steps of batch 32, 48 tokens, validation on 500 snippets at steps 60 and 120, the full test split), one
 seed and one learning rate per method, fixed in advance (the upper value of that method's grid in
 compare_methods.py), not tuned per size. One seed only: compare differences with the seed-to-seed std that
-compare_methods.json reports before reading much into them. Runs on one CPU thread (it shared the machine).
+compare_methods.json reports before reading much into them. Runs on 2 CPU threads, after compare_methods.py.
 """
 import argparse
 import sys
@@ -41,7 +41,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     task = load_task("rotten_tomatoes")
     settings = dict(cm.SETTINGS, seeds=1)
     methods, sizes = SWEEP, {"validation": settings.pop("n_validation")}

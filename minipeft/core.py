@@ -163,3 +163,4 @@ def remove_adapter(model: nn.Module, name: str) -> None:
             del layer.adapters[name]
         if layer.active == name or isinstance(layer.active, list) and name in layer.active:
             layer.active = None
+    getattr(pretrained_model(model), "minipeft_configs", {}).pop(name, None)  # what saving.record_config kept

@@ -10,6 +10,7 @@ from minipeft.core import disable_adapters, remove_adapter, set_adapter
 from minipeft.lora import LoRALinear, apply_lora, lora_parameter_count, merge_lora, unmerge_lora
 from minipeft.params import count_parameters
 from minipeft.probing import Classifier, probe_parameter_count
+from minipeft.saving import configs
 
 TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}
 
@@ -123,6 +124,7 @@ def test_named_adapters_switch_disable_remove(tiny_model):
     remove_adapter(model, "a")
     with pytest.raises(KeyError, match="a"):
         set_adapter(model, "a")
+    assert list(configs(model)) == ["b"]  # what save_adapter would write is gone with it
     set_adapter(model, "b")
     assert torch.equal(outputs(model, batch), out_b)
 

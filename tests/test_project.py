@@ -77,3 +77,29 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def load_report():
+    """benchmarks/report.py, the script that writes the README's result tables."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    return report
+
+
+def test_readme_results_are_the_committed_json():
+    """The README's result tables are generated from data/results/*.json; a stale table fails here."""
+    report = load_report()
+    assert report.report() in (ROOT / "README.md").read_text(), "run: python benchmarks/report.py --readme"
+
+
+def test_report_judges_accuracy_targets_against_full_fine_tuning():
+    report = load_report()
+    stats = {"total_params": 1000}
+    rows = [("full fine-tuning", 1000, 0.800), ("LoRA r=8", 4, 0.798), ("LoRA r=64", 40, 0.810), ("BitFit", 3, 0.780)]
+    results = {"summary": [{"label": l, "trainable_params": n, "test_mean": a} for l, n, a in rows],
+               "runs": [{"label": l, "stats": stats} for l, _, _ in rows]}
+    table = "\n".join(report.accuracy_targets(results))
+    assert "| LoRA r=8 | 79.8 | -0.2 | 0.40 | met |" in table  # r=64 is better but trains 4 % > 0.5 %
+    assert "BitFit | 78.0 | -2.0 | 0.30 | **missed** by 0.5 points |" in table
