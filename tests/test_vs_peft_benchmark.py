@@ -83,3 +83,24 @@ def test_quick_run_writes_the_documented_json(script, tmp_path):
     assert len(rows) == 2 * len(script.METHODS) + 2 + 2
     assert all(row["met"] == (row["ratio"] <= row["limit"]) for row in rows)
     assert {row["target"] for row in rows} == set(script.TARGETS)
+
+
+def test_profile_step_floor_is_the_frozen_model_with_input_gradients(monkeypatch):
+    """benchmarks/profile_step.py --quick: the floor step trains nothing and leaves no gradient behind; the
+    three medians and the operator tables are written, and the share is computed from those medians."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    monkeypatch.syspath_prepend(str(path.parent))
+    spec = importlib.util.spec_from_file_location("profile_step_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--quick"])
+    median = results["median_s"]
+    assert set(median) == set(results["operators"]) == {"floor", "minipeft", "peft"}
+    assert results["lora_path_share_of_minipeft_step"] == pytest.approx((median["minipeft"] - median["floor"])
+                                                                        / median["minipeft"])
+    assert all(any(op.startswith("aten::") for op in t["ops"]) for t in results["operators"].values())
+    base = models.tiny_bert()
+    run = module.vp.make_run(base, module.vp.QUICK_MODELS["minilm"], "minipeft", "lora")
+    step = module.floor_step(base, run)
+    step()
+    assert all(p.grad is None for p in run.head.parameters()) and all(p.grad is None for p in base.parameters())
