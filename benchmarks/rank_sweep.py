@@ -10,7 +10,10 @@ prompt tuning over the prompt length k. Rotten Tomatoes with MiniLM, the same bu
 (120 steps of batch 32, 48 tokens, validation on 500 snippets at steps 60 and 120, the full test split), one
 seed and one learning rate per method, fixed in advance (the upper value of that method's grid in
 compare_methods.py), not tuned per size. One seed only: compare differences with the seed-to-seed std that
-compare_methods.json reports before reading much into them. Runs on 2 CPU threads, after compare_methods.py.
+compare_methods.json reports before reading much into them. Runs on 2 CPU threads, after compare_methods.py:
+the runs that compare_methods.json already holds (LoRA r = 1, 8, 64, Pfeiffer r = 8, 64 and prompt tuning k = 20
+at these learning rates with seed 0) are copied from it, not trained again (training is deterministic: the same
+run gives the same numbers bit for bit).
 """
 import argparse
 import sys
@@ -52,8 +55,9 @@ def main(argv=None):
         sizes = {"train": 64, "validation": 32, "test": 32}
     data = {split: subsample(task[split], sizes[split]) if sizes.get(split) else task[split] for split in task}
     backbone, tokenizer = load_encoder()
+    earlier = None if args.quick else cm.ROOT / "data" / "results" / "compare_methods.json"
     results = compare(methods, data, TASKS["rotten_tomatoes"]["fields"], backbone, tokenizer, out, **settings,
-                      task="rotten_tomatoes", model="all-MiniLM-L6-v2")
+                      task="rotten_tomatoes", model="all-MiniLM-L6-v2", reuse=earlier)
     for row in results["summary"]:
         print(f"{row['label']:<26} {row['trainable_params']:>10,} params  test {row['test_mean']:.3f}")
     return out

@@ -50,9 +50,11 @@ def run_key(config: dict, lr: float, seed: int) -> str:
 
 
 def compare(methods, data, fields, backbone, tokenizer, out, *, steps, seeds=3, batch_size=32, max_length=64,
-            eval_every=None, patience=None, progress=True, **notes) -> dict:
+            eval_every=None, patience=None, progress=True, reuse=None, **notes) -> dict:
     """Train every method under one budget; `data` is a DatasetDict with train/validation/test. Writes and
-    returns {"settings", "runs", "summary"}; extra `notes` (e.g. the time budget) go into the settings."""
+    returns {"settings", "runs", "summary"}; extra `notes` (e.g. the time budget) go into the settings.
+    `reuse`: the JSON file of another comparison on the same data and budget (its number of seeds and notes may
+    differ); a run it already holds (same method, learning rate and seed) is copied instead of trained again."""
     out = Path(out)
     settings = {"steps": steps, "seeds": seeds, "batch_size": batch_size, "max_length": max_length,
                 "eval_every": eval_every, "patience": patience, "fields": list(fields),
@@ -63,12 +65,17 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, steps, seeds=3, 
         raise ValueError(f"{out} holds runs made with other settings ({results['settings']}); "
                          f"delete it or write to another file")
     done = {run["key"]: run for run in results["runs"]}
+    earlier = {run["key"]: run for run in reusable_runs(reuse, settings)}
     num_labels = max(data["train"]["label"]) + 1
     loaders = {split: make_loader(data[split], tokenizer, fields, batch_size, max_length, shuffle=split == "train")
                for split in ("train", "validation", "test")}
 
     def run(config, lr, seed):
         key = run_key(config, lr, seed)
+        if key not in done and key in earlier:
+            done[key] = earlier[key]
+            results["runs"].append(done[key])
+            save(results, out)
         if key not in done:
             if progress:
                 print(f"{config['label']}: lr {lr:g}, seed {seed}")
@@ -91,6 +98,18 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, steps, seeds=3, 
         results["summary"].append(summary_row(best, chosen))
         save(results, out)
     return results
+
+
+def reusable_runs(path, settings: dict) -> list:
+    """The runs in the results file `path` if they were made on the same data with the same budget."""
+    if path is None or not Path(path).exists():
+        return []
+    other = json.loads(Path(path).read_text())
+    same = ("steps", "batch_size", "max_length", "eval_every", "patience", "fields", "sizes")
+    differ = {k: (other["settings"].get(k), settings[k]) for k in same if other["settings"].get(k) != settings[k]}
+    if differ:
+        raise ValueError(f"cannot reuse the runs of {path}: made with other settings {differ}")
+    return other["runs"]
 
 
 def summary_row(best: dict, chosen: list) -> dict:

@@ -108,6 +108,21 @@ def test_a_changed_method_is_run_again_and_changed_settings_are_refused(data, be
         run(data, bert_tokenizer, out, seeds=1, steps=4)
 
 
+def test_runs_of_another_comparison_with_the_same_budget_are_reused(data, bert_tokenizer, tmp_path, counted):
+    first = run(data, bert_tokenizer, tmp_path / "first.json", seeds=2)
+    counted["n"] = 0
+    second = run(data, bert_tokenizer, tmp_path / "second.json", seeds=1, reuse=tmp_path / "first.json")
+    assert counted["n"] == 0  # every seed-0 run was in the first file
+    assert second["runs"] == [r for r in first["runs"] if r["seed"] == 0]
+    assert json.loads((tmp_path / "second.json").read_text())["runs"] == second["runs"]
+    counted["n"] = 0
+    third = run(data, bert_tokenizer, tmp_path / "third.json", [{**METHODS[1], "kwargs": {"r": 3}}], seeds=1,
+                reuse=tmp_path / "first.json")
+    assert counted["n"] == 2 and len(third["runs"]) == 2  # another configuration: trained, nothing copied
+    with pytest.raises(ValueError, match="cannot reuse.*steps"):
+        run(data, bert_tokenizer, tmp_path / "fourth.json", steps=4, reuse=tmp_path / "first.json")
+
+
 def benchmark_script():
     import importlib.util
     from pathlib import Path
