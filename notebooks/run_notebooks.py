@@ -3,6 +3,7 @@
     python notebooks/run_notebooks.py            # full run: outputs are saved into the notebooks
     python notebooks/run_notebooks.py --quick    # MINIPEFT_QUICK=1: small data and few steps (what CI runs)
     python notebooks/run_notebooks.py 02 05      # only the notebooks whose names start with 02 or 05
+    python notebooks/run_notebooks.py --note "a benchmark ran alongside"   # stored with the times (README: †)
 """
 import json
 import os
@@ -33,12 +34,17 @@ def run(path: Path, quick: bool, save: bool, timeout: int = 1200) -> float:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    chosen = notebooks([a for a in sys.argv[1:] if not a.startswith("--")])
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    note = args[args.index("--note") + 1] if "--note" in args else ""
+    chosen = notebooks([a for a in args if not a.startswith("--") and a != note])
     times = {}
     for path in chosen:
-        times[path.name] = round(run(path, quick, save=not quick), 1)
-        print(f"{path.name}: {times[path.name]} s", flush=True)
+        load = os.getloadavg()[0]  # for the record; the notebook before it raises it too
+        times[path.name] = {"seconds": round(run(path, quick, save=not quick), 1), "load_average_at_start": load,
+                            "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                            **({"note": note} if note else {})}
+        print(f"{path.name}: {times[path.name]['seconds']} s", flush=True)
     if not quick:
         record = HERE.parent / "data" / "results" / "notebook_times.json"
         old = json.loads(record.read_text()) if record.exists() else {}
