@@ -2,7 +2,7 @@
 #   make lab        set up, then start JupyterLab on notebooks/
 #   make test       set up, then run the whole test suite (what CI runs)
 #   make notebooks  set up, then execute every notebook in place (QUICK=1 for the short version)
-#   make bench      set up, then re-run the benchmarks (hours; writes data/results/)
+#   make bench      set up, then re-run the benchmarks (about 2.5 h; writes data/results/ and README tables)
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -38,7 +38,10 @@ notebooks: setup
 
 bench: setup
 	$(PY) benchmarks/compare_methods.py
+	$(PY) benchmarks/rank_sweep.py
 	$(PY) benchmarks/vs_peft.py
+	$(PY) benchmarks/profile_step.py
+	$(PY) benchmarks/report.py --readme
 
 clean:
 	rm -rf $(VENV)
