@@ -121,6 +121,21 @@ def vs_peft_tables(results: dict) -> list[str]:
     return lines
 
 
+def profile_table(results: dict) -> list[str]:
+    m, ops = results["median_s"], results["operators"]
+    lines = [f"MiniLM, LoRA r = {results['settings']['lora_r']} on query, value, batch "
+             f"{results['settings']['model']['batch']} × {results['settings']['model']['length']}, quiet machine, "
+             f"median of {results['settings']['steps']} alternated steps: frozen-model floor {m['floor']:.3f} s, "
+             f"minipeft {m['minipeft']:.3f} s, peft {m['peft']:.3f} s. The LoRA path and its optimizer step are "
+             f"**{100 * results['lora_path_share_of_minipeft_step']:.1f} %** of minipeft's step; minipeft / peft "
+             f"= {results['minipeft_over_peft']:.3f}.", "",
+             "| aten op (self CPU) | minipeft ms / step | calls | peft ms / step | calls |", "|---|--:|--:|--:|--:|"]
+    for op, row in list(ops["minipeft"]["ops"].items())[:8]:
+        theirs = ops["peft"]["ops"].get(op, {"ms": float("nan"), "calls": "–"})
+        lines.append(f"| `{op}` | {row['ms']:.1f} | {row['calls']} | {theirs['ms']:.1f} | {theirs['calls']} |")
+    return lines
+
+
 def notebook_table(times: dict) -> list[str]:
     """Each notebook's full-run time; a time measured while other jobs used the CPU is marked † (an upper bound)."""
     lines = ["| notebook | what it teaches | full run, 2 cores |", "|---|---|--:|"]
@@ -151,8 +166,8 @@ def size(n: int) -> str:
 
 def report() -> str:
     parts = [START]
-    compare, sweep, peft, times = (load(n) for n in ("compare_methods.json", "rank_sweep.json", "vs_peft.json",
-                                                      "notebook_times.json"))
+    compare, sweep, peft, profile, times = (load(n) for n in ("compare_methods.json", "rank_sweep.json", "vs_peft.json",
+                                                               "profile_step.json", "notebook_times.json"))
     parts += ["### Notebooks", "", *notebook_table(times or {}), ""]
     if compare and compare.get("summary"):
         parts += ["### Every method on Rotten Tomatoes (`data/results/compare_methods.json`)", "",
@@ -162,6 +177,8 @@ def report() -> str:
         parts += ["### Size sweeps behind the sliders (`data/results/rank_sweep.json`)", "", *sweep_table(sweep), ""]
     if peft:
         parts += ["### minipeft against Hugging Face peft (`data/results/vs_peft.json`)", "", *vs_peft_tables(peft), ""]
+    if profile:
+        parts += ["### Where a LoRA step's time goes (`data/results/profile_step.json`)", "", *profile_table(profile), ""]
     return "\n".join(parts + [END])
 
 
