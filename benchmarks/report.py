@@ -124,7 +124,7 @@ def vs_peft_tables(results: dict) -> list[str]:
 def profile_table(results: dict) -> list[str]:
     m, ops = results["median_s"], results["operators"]
     lines = [f"MiniLM, LoRA r = {results['settings']['lora_r']} on query, value, batch "
-             f"{results['settings']['model']['batch']} × {results['settings']['model']['length']}, quiet machine, "
+             f"{results['settings']['model']['batch']} × {results['settings']['model']['length']}, "
              f"median of {results['settings']['steps']} alternated steps: frozen-model floor {m['floor']:.3f} s, "
              f"minipeft {m['minipeft']:.3f} s, peft {m['peft']:.3f} s. The LoRA path and its optimizer step are "
              f"**{100 * results['lora_path_share_of_minipeft_step']:.1f} %** of minipeft's step; minipeft / peft "
