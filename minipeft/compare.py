@@ -70,22 +70,21 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, steps, seeds=3, 
     loaders = {split: make_loader(data[split], tokenizer, fields, batch_size, max_length, shuffle=split == "train")
                for split in ("train", "validation", "test")}
 
+    def train_run(config, lr, seed, key):
+        if progress:
+            print(f"{config['label']}: lr {lr:g}, seed {seed}")
+        torch.manual_seed(seed)  # the head's and the adapters' initial values
+        model = build(config["method"], config.get("kwargs", {}), backbone, num_labels, config.get("classifier"))
+        history, stats = train(model, loaders["train"], loaders["validation"], lr=lr, steps=steps, seed=seed,
+                               eval_every=eval_every, patience=patience, progress=progress)
+        return {"key": key, "label": config["label"], "method": config["method"], "lr": lr, "seed": seed,
+                "validation": stats["best_metric"], "test": evaluate(model, loaders["test"]),
+                "history": history, "stats": stats}
+
     def run(config, lr, seed):
         key = run_key(config, lr, seed)
-        if key not in done and key in earlier:
-            done[key] = earlier[key]
-            results["runs"].append(done[key])
-            save(results, out)
         if key not in done:
-            if progress:
-                print(f"{config['label']}: lr {lr:g}, seed {seed}")
-            torch.manual_seed(seed)  # the head's and the adapters' initial values
-            model = build(config["method"], config.get("kwargs", {}), backbone, num_labels, config.get("classifier"))
-            history, stats = train(model, loaders["train"], loaders["validation"], lr=lr, steps=steps, seed=seed,
-                                   eval_every=eval_every, patience=patience, progress=progress)
-            done[key] = {"key": key, "label": config["label"], "method": config["method"], "lr": lr, "seed": seed,
-                         "validation": stats["best_metric"], "test": evaluate(model, loaders["test"]),
-                         "history": history, "stats": stats}
+            done[key] = earlier.get(key) or train_run(config, lr, seed, key)  # copied if another comparison has it
             results["runs"].append(done[key])
             save(results, out)
         return done[key]
