@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: setup lab test test-fast notebooks bench clean
 
 setup: $(STAMP)
-	$(PY) -m minipeft.models
+	$(PY) -m minipeft.lab.models
 
 $(STAMP): pyproject.toml assets.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,27 +1,33 @@
-"""Every method of the course on Rotten Tomatoes with MiniLM, under one budget: about 2 hours on 2 CPU cores.
+"""Every method of the course on Rotten Tomatoes with MiniLM, each trained until it stops learning, under one protocol.
 
-    python benchmarks/compare_methods.py          the full run → data/results/compare_methods.json and .png
-                                                  (resumes where it stopped if interrupted)
-    python benchmarks/compare_methods.py --quick  2 methods × 3 steps into a temporary folder: checks it starts
+    python benchmarks/compare_methods.py          → data/results/compare_methods.json and .png (resumes if stopped)
+    python benchmarks/compare_methods.py --quick  2 methods, a few steps, into a temporary folder (a smoke test)
 
-The budget. Each method gets the same 120 steps of batch 32 (3,840 snippets, about a third of an epoch of the
-10k training snippets), a 2-value learning-rate grid tried with seed 0, then seeds 1 and 2 at the chosen rate:
-4 runs per method, 19 methods, 76 runs. Validation (500 snippets) at steps 60 and 120, the better weights kept;
-the whole test split (1,265 snippets) once per run. Seconds per step at batch 32 × 64 tokens on 2 cores, from
-the calibration run: probe 0.36, full fine-tuning 1.18, LoRA 0.83; the other methods get LoRA's figure times
-their step time relative to LoRA's in a short timing of each (5 steps, MiniLM, this machine): top-2 layers 0.8,
-Pfeiffer adapters 0.9, BitFit, (IA)³, Houlsby adapters and prefix tuning 1.0-1.05, and 1.5 for prompt tuning,
-P-tuning and deep prompts (k = 20 more positions through every layer). An evaluation batch costs a probe step.
-Snippets are cut at 48 tokens (96% are shorter; batches are padded to their longest row, so a batch is about
-47 tokens long), and the cost is taken as proportional to the length: × 48/64. `estimate_hours` adds it all
-up to 1.9 h; the estimate and every setting are stored in the JSON. (The 5-step timing here ran LoRA at 0.45 s
-per step at 48 tokens, not the 0.62 this assumes, so the real run should take less.)
+Data: the whole training split (10,207 snippets, split by movie), the whole validation split for every choice, the
+whole test split (1,265 snippets) read only by the final runs. MiniLM, mean pooling unless noted, batch 32, snippets
+cut at 64 tokens, minipeft's training defaults (length-grouped batches, bf16 autocast where the CPU has bf16 units,
+no dropout inside a frozen base: benchmarks/speedups.py shows what each saves and that it costs no accuracy).
+
+The protocol (minipeft.lab.compare):
+    search  every method: seed 0 at 4 log-spaced learning rates (factor √10), 1 epoch each (SEARCH), validation
+            4 times, best kept; when the best rate is at an end of the grid, one more rate beyond it, until the
+            best is inside. The search runs on 1 epoch, shorter than the final runs, so that all of it fits.
+    final   seeds 0, 1, 2 at the chosen rate, up to FINAL["epochs"] epochs (the budget read off
+            data/results/convergence.json: the epoch after which no method's validation accuracy rose), validation
+            4 times an epoch, the best weights kept, early stopping after a whole epoch without improvement.
+    report  test accuracy mean ± std over the 3 seeds, and against full fine-tuning the paired difference on the
+            same 1,265 test snippets with a 95 % bootstrap interval over snippets and seeds.
+    costs   one process, every method in turns over the same 8 training batches (3 rounds, the first a warm-up):
+            seconds per step side by side, training memory (minipeft.lab.measure) and the adapter file's size.
+Runs are written one by one; the final runs go seed by seed, so a stopped benchmark holds whole seeds.
 """
 import argparse
-import math
+import copy
 import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,85 +35,115 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from minipeft.compare import compare  # noqa: E402
-from minipeft.data import TASKS, load_task, subsample  # noqa: E402
-from minipeft.models import load_encoder  # noqa: E402
-from minipeft.plots import plot_comparison  # noqa: E402
+from minipeft.core import trains_base  # noqa: E402
+from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
+from minipeft.lab.compare import build, compare, save  # noqa: E402
+from minipeft.lab.course import threads  # noqa: E402
+from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, time_steps_side_by_side  # noqa: E402
+from minipeft.lab.plots import plot_comparison  # noqa: E402
+from minipeft.train import make_loader  # noqa: E402
 
-PROBE_LRS, PROMPT_LRS, ADAPTER_LRS = [3e-3, 1e-2], [3e-3, 1e-2], [3e-4, 1e-3]
+
+def grid(exponent: float, values: int = 4) -> list[float]:
+    """`values` learning rates from 10^exponent up, a factor √10 apart (3 significant digits): grid(-4) is
+    [1e-4, 3.16e-4, 1e-3, 3.16e-3]."""
+    return [float(f"{10 ** (exponent + i / 2):.3g}") for i in range(values)]
+
+
+ALL_LINEAR = (r"re:.*layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense"
+              r"|output\.dense)")  # the six linears of every block, not the pooler
 METHODS = [
-    {"label": "linear probe (CLS)", "method": "probe", "kwargs": {"pooling": "cls"}, "lrs": PROBE_LRS},
-    {"label": "linear probe (mean)", "method": "probe", "kwargs": {"pooling": "mean"}, "lrs": PROBE_LRS},
-    {"label": "MLP probe (CLS)", "method": "probe", "kwargs": {"pooling": "cls", "head": "mlp"}, "lrs": [1e-3, 3e-3]},
-    {"label": "MLP probe (mean)", "method": "probe", "kwargs": {"pooling": "mean", "head": "mlp"}, "lrs": [1e-3, 3e-3]},
-    {"label": "full fine-tuning", "method": "finetune", "kwargs": {}, "lrs": [3e-5, 1e-4]},
-    {"label": "top-2 layers", "method": "finetune", "kwargs": {"top_k": 2}, "lrs": [1e-4, 3e-4]},
-    {"label": "BitFit", "method": "bitfit", "kwargs": {}, "lrs": [1e-3, 3e-3]},
-    {"label": "prompt tuning k=20", "method": "prompt_tuning", "kwargs": {"k": 20, "init": "vocab"}, "lrs": [1e-2, 3e-2]},
-    {"label": "P-tuning k=20", "method": "p_tuning", "kwargs": {"k": 20}, "lrs": PROMPT_LRS},
-    {"label": "deep prompts k=20", "method": "deep_prompt", "kwargs": {"k": 20}, "lrs": PROMPT_LRS},
-    {"label": "prefix tuning k=20", "method": "prefix_tuning", "kwargs": {"k": 20}, "lrs": PROMPT_LRS},
-    {"label": "Houlsby adapters r=8", "method": "adapter", "kwargs": {"r": 8, "placement": "houlsby"}, "lrs": ADAPTER_LRS},
-    {"label": "Houlsby adapters r=64", "method": "adapter", "kwargs": {"r": 64, "placement": "houlsby"}, "lrs": ADAPTER_LRS},
-    {"label": "Pfeiffer adapters r=8", "method": "adapter", "kwargs": {"r": 8, "placement": "pfeiffer"}, "lrs": ADAPTER_LRS},
-    {"label": "Pfeiffer adapters r=64", "method": "adapter", "kwargs": {"r": 64, "placement": "pfeiffer"}, "lrs": ADAPTER_LRS},
+    {"label": "linear probe (CLS)", "method": "probe", "classifier": {"pooling": "cls"}, "lrs": grid(-3)},
+    {"label": "linear probe (mean)", "method": "probe", "lrs": grid(-3)},
+    {"label": "MLP probe (CLS)", "method": "probe", "classifier": {"pooling": "cls", "head": "mlp"}, "lrs": grid(-3.5)},
+    {"label": "MLP probe (mean)", "method": "probe", "classifier": {"head": "mlp"}, "lrs": grid(-3.5)},
+    {"label": "full fine-tuning", "method": "finetune", "lrs": grid(-5)},
+    {"label": "top-2 layers", "method": "finetune", "kwargs": {"top_k": 2}, "lrs": grid(-4.5)},
+    {"label": "BitFit", "method": "bitfit", "lrs": grid(-3.5)},
+    {"label": "prompt tuning k=20", "method": "prompt_tuning", "kwargs": {"k": 20, "init": "vocab"}, "lrs": grid(-3)},
+    {"label": "P-tuning k=20", "method": "p_tuning", "kwargs": {"k": 20}, "lrs": grid(-3.5)},
+    {"label": "deep prompts k=20", "method": "deep_prompt", "kwargs": {"k": 20}, "lrs": grid(-3)},
+    {"label": "prefix tuning k=20", "method": "prefix_tuning", "kwargs": {"k": 20}, "lrs": grid(-3)},
+    *[{"label": f"{placement.title()} adapters r={r}", "method": "bottleneck",
+       "kwargs": {"r": r, "placement": placement}, "lrs": grid(-3.5)}
+      for placement in ("houlsby", "pfeiffer") for r in (8, 64)],
     *[{"label": f"LoRA r={r}", "method": "lora", "kwargs": {"targets": ["query", "value"], "r": r, "alpha": 2 * r},
-       "lrs": [5e-4, 2e-3]} for r in (1, 8, 64)],  # α = 2r: the same scale α/r = 2 for every rank
-    {"label": "(IA)³", "method": "ia3", "kwargs": {}, "lrs": [3e-3, 1e-2]},
+       "lrs": grid(-3.5)} for r in (1, 8, 64)],  # α = 2r: the same scale α/r = 2 for every rank
+    {"label": "LoRA r=8 (all linear layers)", "method": "lora",
+     "kwargs": {"targets": [ALL_LINEAR], "r": 8, "alpha": 16}, "lrs": grid(-3.5)},
+    {"label": "(IA)³", "method": "ia3", "lrs": grid(-3)},
 ]
 BY_LABEL = {m["label"]: m for m in METHODS}
-# Seconds per step at batch 32 × 64 tokens on 2 cores. probe, finetune, lora: the calibration run. The others:
-# LoRA's 0.83 × their time relative to LoRA in a 5-step timing of each method here (batch 32, 48 tokens).
-SECONDS_PER_STEP = {"probe": 0.36, "finetune": 1.18, "lora": 0.83, "top-2": 0.67, "bitfit": 0.83, "ia3": 0.83,
-                    "houlsby": 0.87, "pfeiffer": 0.77, "prefix_tuning": 0.87,
-                    "prompt_tuning": 1.25, "p_tuning": 1.25, "deep_prompt": 1.25}
-SETTINGS = {"steps": 120, "seeds": 3, "batch_size": 32, "max_length": 48, "eval_every": 60, "n_validation": 500}
+REFERENCE = "full fine-tuning"
+SETTINGS = {"seeds": 3, "batch_size": 32, "max_length": 64}
+SEARCH = {"epochs": 1, "eval_every": 80}  # 319 steps an epoch: validation 4 times
+FINAL = {"epochs": 4, "eval_every": 80, "patience": 4}  # stop after a whole epoch without a better validation
 
 
-def seconds_per_step(config: dict) -> float:
-    kwargs = config["kwargs"]
-    return SECONDS_PER_STEP["top-2" if kwargs.get("top_k") else kwargs.get("placement", config["method"])]
-
-
-def estimate_hours(methods, steps, seeds, eval_every, n_validation, n_test, batch_size=32, max_length=64) -> float:
-    """Training steps plus evaluations (a forward pass per batch ≈ a probe step) over every run, the seconds
-    per step (measured at 64 tokens) scaled by max_length / 64."""
-    batches = steps // eval_every * math.ceil(n_validation / batch_size) + math.ceil(n_test / batch_size)
-    runs = [(len(c["lrs"]) + seeds - 1, seconds_per_step(c)) for c in methods]
-    return sum(n * (steps * s + batches * 0.36) for n, s in runs) * max_length / 64 / 3600
+def measure_costs(methods, data, backbone, tokenizer, settings, progress=True) -> dict:
+    """Seconds per training step side by side, training memory and adapter file size of every method."""
+    loader = make_loader(data["train"], tokenizer, ["text"], settings["batch_size"], settings["max_length"],
+                         shuffle=True, seed=0)
+    batches = [batch for batch, _ in zip(loader, range(8))]
+    models = {}
+    for config in methods:
+        torch.manual_seed(0)
+        models[config["label"]] = build(config, backbone)
+    load = os.getloadavg()[0]
+    seconds = time_steps_side_by_side({label: {"model": m, "batches": batches} for label, m in models.items()},
+                                      rounds=3, progress=progress)
+    longest = max(batches, key=lambda b: b["input_ids"].numel())
+    costs = {}
+    for label, model in models.items():
+        trains = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        base_dropout = trains_base(model)
+        costs[label] = {"seconds_per_step": statistics.median(seconds[label]), "trainable_params": trains,
+                        "memory_mb": memory_mb(model, activation_bytes(model, longest, precision="bf16",
+                                                                        base_dropout=base_dropout)),
+                        "adapter_bytes": adapter_bytes(model)}
+    return {"methods": costs, "load_average_before": load, "load_average_after": os.getloadavg()[0],
+            "batches": len(batches), "tokens_per_batch": statistics.fmean(b["input_ids"].shape[1] for b in batches),
+            "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "threads": torch.get_num_threads()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 methods × 3 steps on a few rows (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="2 methods, a few steps on a few rows (a smoke test)")
     parser.add_argument("--out", type=Path, help="JSON file (default: data/results/compare_methods.json)")
+    parser.add_argument("--no-costs", action="store_true", help="skip the side-by-side cost measurement")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
-    methods, settings, sizes = METHODS, dict(SETTINGS), {"train": None, "validation": SETTINGS["n_validation"]}
+    methods, settings, search, final, data = METHODS, dict(SETTINGS), SEARCH, FINAL, dict(task)
     if args.quick:
-        methods = [{**BY_LABEL[label], "lrs": BY_LABEL[label]["lrs"][:1]} for label in ("linear probe (mean)", "LoRA r=8")]
-        settings.update(steps=3, seeds=2, eval_every=3, n_validation=32)
-        sizes = {"train": 64, "validation": 32, "test": 32}
+        methods = [{**BY_LABEL[label], "lrs": BY_LABEL[label]["lrs"][1:3]} for label in (REFERENCE, "LoRA r=8")]
+        data = {"train": subsample(task["train"], 64), "validation": subsample(task["validation"], 32),
+                "test": subsample(task["test"], 32)}
+        settings.update(seeds=2)
+        search, final = {"epochs": 1, "eval_every": 1}, {"epochs": 1, "eval_every": 1, "patience": 2}
     out = args.out or (Path(tempfile.mkdtemp()) / "compare_methods.json" if args.quick
                        else ROOT / "data" / "results" / "compare_methods.json")
-    data = {split: subsample(task[split], sizes[split]) if sizes.get(split) else task[split] for split in task}
-    n_validation = settings.pop("n_validation")
-    budget = {"target_hours": 2.0, "cpu_threads": 2, "assumed_seconds_per_step_at_64_tokens": {m["label"]: seconds_per_step(m) for m in methods},
-              "estimated_hours": round(estimate_hours(methods, settings["steps"], settings["seeds"], settings["eval_every"],
-                                                      n_validation, len(data["test"]), max_length=settings["max_length"]), 2)}
-    print(f"{len(methods)} methods; estimated {budget['estimated_hours']} h; writing {out}")
     backbone, tokenizer = load_encoder()
-    results = compare(methods, data, TASKS["rotten_tomatoes"]["fields"], backbone, tokenizer, out, **settings,
-                      task="rotten_tomatoes", model="all-MiniLM-L6-v2", budget=budget)
+    print(f"{len(methods)} methods; writing {out}", flush=True)
+    results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
+                      reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+                      threads=torch.get_num_threads(), **settings)
+    if not args.no_costs and "costs" not in results:
+        results["costs"] = measure_costs(methods, data, copy.deepcopy(backbone), tokenizer, settings)
+        save(results, out)
     plot_comparison(results, out.with_suffix(".png"))
     for row in results["summary"]:
-        print(f"{row['label']:<24} {row['trainable_params']:>11,} params  lr {row['lr']:<7g} "
-              f"test {row['test_mean']:.3f} ± {row['test_std']:.3f}  {row['seconds_per_step']:.2f} s/step")
+        gap = row.get("vs_reference")
+        print(f"{row['label']:<30} {row['trainable_params']:>11,} params  lr {row['lr']:<8g} test "
+              f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f}" +
+              (f"  vs {REFERENCE} {100 * gap['difference']:+.1f} [{100 * gap['low']:+.1f}, {100 * gap['high']:+.1f}]"
+               if gap else ""))
     print(f"wrote {out} and {out.with_suffix('.png')}")
+    return out
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vs_peft as vp  # noqa: E402  (same models, batches, runs and alternation)
-
 import torch  # noqa: E402
+import vs_peft as vp  # noqa: E402  (same models, batches, runs and alternation)
 from torch.nn import functional as F  # noqa: E402
 
 

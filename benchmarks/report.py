@@ -24,7 +24,8 @@ ACCURACY_TARGETS = [
 ]
 NOTEBOOK_TOPICS = {
     "00_setup": "environment check; both models and all datasets; parameter counts by module",
-    "01_adaptation_objective": "γ_adapt = argmin mean task loss; cross-entropy by hand; zero-shot prompts with verbalizers",
+    "01_adaptation_objective": "γ_adapt = argmin mean task loss; cross-entropy by hand; zero-shot prompts with "
+                               "verbalizers",
     "02_probing": "linear vs MLP probes, CLS vs mean pooling, a probe on every layer",
     "03_fine_tuning": "full vs top-k vs frozen embeddings; early stopping; cost; forgetting",
     "04_prompt_tuning": "hard → soft prompts; initialisation; prompt length slider; P-tuning; deep prompts",
@@ -50,7 +51,8 @@ def compare_table(results: dict) -> list[str]:
              f"from a 2-value grid, then {s['seeds']} seeds at that rate; 2 CPU threads. "
              f"`python benchmarks/compare_methods.py`: {len(results['runs'])} runs, {hours(results):.2f} h of training "
              f"and validation (estimated {s['budget']['estimated_hours']} h for everything).", "",
-             "| method | trainable | % of model | lr | test accuracy (mean ± std) | s / step | memory MB | adapter file |",
+             "| method | trainable | % of model | lr | test accuracy (mean ± std) | s / step | memory MB "
+             "| adapter file |",
              "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for row in sorted(results["summary"], key=lambda r: r["trainable_params"]):
         total = runs[(row["label"], row["lr"], 0)]["stats"]["total_params"]
@@ -58,7 +60,7 @@ def compare_table(results: dict) -> list[str]:
         lines.append(f"| {row['label']} | {row['trainable_params']:,} | {100 * row['trainable_params'] / total:.2f} "
                      f"| {row['lr']:g} | {100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} "
                      f"| {row['seconds_per_step']:.2f} | {memory:.0f} | {size(row['adapter_bytes'])} |")
-    lines += ["", "Memory is minipeft.measure's account of one training step: weights + gradients + AdamW state + "
+    lines += ["", "Memory is minipeft.lab.measure's account of one training step: weights + gradients + AdamW state + "
               "what autograd keeps for the backward pass. The adapter file is what `save_adapter` writes "
               "(the adapted tensors and the task head, safetensors); full fine-tuning saves the whole model."]
     return lines
@@ -99,7 +101,8 @@ def vs_peft_tables(results: dict) -> list[str]:
     lines = [f"Run {m['started_utc'][:16].replace('T', ' ')} UTC, {m['minutes']:.0f} min, load average "
              f"{m['load_average_at_start'][0]:.1f} at the start. Median of {results['settings']['steps']} steps "
              f"after {results['settings']['warmup']} warm-up steps, the two implementations alternated step by step.",
-             "", "| model | method | minipeft s / step | peft s / step | ratio (target ≤ 0.95) |", "|---|---|--:|--:|--:|"]
+             "", "| model | method | minipeft s / step | peft s / step | ratio (target ≤ 0.95) |",
+             "|---|---|--:|--:|--:|"]
     for model, methods in results["vs_peft"].items():
         for method, r in methods.items():
             lines.append(f"| {model} | {method} | {r['minipeft']['median_s']:.3f} | {r['peft']['median_s']:.3f} "
@@ -178,7 +181,8 @@ def report() -> str:
     if peft:
         parts += ["### minipeft against Hugging Face peft (`data/results/vs_peft.json`)", "", *vs_peft_tables(peft), ""]
     if profile:
-        parts += ["### Where a LoRA step's time goes (`data/results/profile_step.json`)", "", *profile_table(profile), ""]
+        parts += ["### Where a LoRA step's time goes (`data/results/profile_step.json`)", "",
+                  *profile_table(profile), ""]
     return "\n".join(parts + [END])
 
 

@@ -23,7 +23,7 @@ seconds depend on the machine's load (`machine` in the JSON says what it was).
     LoRA step / full fine-tuning step (minipeft, alternated)   ≤ 0.67
     merged-LoRA forward / base-model forward (no_grad)         ≤ 1.02
 
-Memory: minipeft.measure's accounting (weights + gradients + AdamW state + what autograd saves in one forward),
+Memory: minipeft.lab.measure's accounting (weights + gradients + AdamW state + what autograd saves in one forward),
 and ru_maxrss of a fresh process per configuration (in one process the high-water mark only ever goes up).
 Each stage (one model × one method, or the merged-LoRA timing) runs in a fresh process: see in_fresh_process.
 """
@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,14 +57,14 @@ import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from minipeft import models  # noqa: E402
 from minipeft.core import body  # noqa: E402
-from minipeft.finetune import apply_finetune  # noqa: E402
-from minipeft.ia3 import apply_ia3  # noqa: E402
-from minipeft.lora import LoRALinear, apply_lora, merge_lora  # noqa: E402
-from minipeft.measure import memory_mb, saved_activations  # noqa: E402
-from minipeft.prefix_tuning import apply_prefix_tuning  # noqa: E402
-from minipeft.prompt_tuning import apply_prompt_tuning  # noqa: E402
+from minipeft.lab import models  # noqa: E402
+from minipeft.lab.measure import memory_mb, saved_activations  # noqa: E402
+from minipeft.methods.finetune import apply_finetune  # noqa: E402
+from minipeft.methods.ia3 import apply_ia3  # noqa: E402
+from minipeft.methods.lora import LoRALinear, apply_lora, merge_lora  # noqa: E402
+from minipeft.methods.prefix_tuning import apply_prefix_tuning  # noqa: E402
+from minipeft.methods.prompt_tuning import apply_prompt_tuning  # noqa: E402
 
 METHODS = ("lora", "prompt_tuning", "prefix_tuning", "ia3")
 K, R, ALPHA, LR = 20, 8, 16, 1e-3
@@ -146,7 +146,7 @@ def copy_adapter(ours, theirs, method: str) -> None:
             module.lora_B["default"].weight.copy_(ours.get_submodule(mine).adapters["default"].B)
         if method == "ia3" and "default" in getattr(module, "ia3_l", {}):
             vector = module.ia3_l["default"]
-            vector.copy_(ours.get_submodule(mine).adapters["default"].l.view_as(vector))
+            vector.copy_(ours.get_submodule(mine).adapters["default"].vector.view_as(vector))
 
 
 # ---------------------------------------------------------------- a training run and its step
@@ -185,7 +185,7 @@ class Run:
             self.modules.train()
 
     def memory(self) -> dict:
-        """minipeft.measure's accounting, in MB: weights, gradients, optimizer state, saved activations."""
+        """minipeft.lab.measure's accounting, in MB: weights, gradients, optimizer state, saved activations."""
         with saved_activations(self.modules) as saved:
             self.loss()
         return {k: round(v, 2) for k, v in memory_mb(self.modules, sum(saved.values())).items()}
@@ -359,7 +359,7 @@ def main(argv=None):
                             "OMP_WAIT_POLICY": OMP_WAIT_POLICY, "torch": torch.__version__,
                             "transformers": transformers.__version__, "peft": peft.__version__},
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                           "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                            "load_average_at_start": os.getloadavg(), "note": args.note},
                "vs_peft": {}, "lora_vs_full": {}, "merged_inference": {}}
     loads = results["machine"]["load_average_by_section"] = {}  # 1, 5, 15-minute load averages when it started
@@ -380,7 +380,8 @@ def main(argv=None):
         loads[f"{name} merged"] = os.getloadavg()
         results["merged_inference"][name] = run_stage(name, "merged")
     results["targets"] = target_rows(results)
-    results["machine"].update(load_average_at_end=os.getloadavg(), minutes=round((time.perf_counter() - started) / 60, 1))
+    minutes = round((time.perf_counter() - started) / 60, 1)
+    results["machine"].update(load_average_at_end=os.getloadavg(), minutes=minutes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print_report(results)

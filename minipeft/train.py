@@ -11,18 +11,27 @@
                          warm-up      steps
 
 Only parameters with requires_grad go to AdamW: a frozen base model needs no gradients and no optimizer state.
-Two tasks share the loop. "classification": a Classifier's logits against the class labels. "causal_lm":
+Two kinds of loss share the loop. "classification": a Classifier's logits against the class labels. "causal_lm":
 next-token prediction of the *target* tokens only (the prompt's labels are -100, ignored); the loss reads the
 logits of the last n positions, so methods that prepend virtual tokens (prompt and prefix tuning) just work.
 
-Same seed on the same CPU → the same history and weights, bit for bit: the seed fixes dropout and batch order.
-What a run costs (time, memory, bytes on disk) is measured in measure.py.
+Three things make a step cheaper without changing what is learned (benchmarks/speedups.py measures each):
+    group_by_length   batches of snippets of similar length (make_loader): less padding to compute
+    precision="bf16"  matrix products in bfloat16 under autocast, where the CPU or GPU has bf16 units; the
+                      weights, AdamW's state and the loss stay fp32 ("auto" picks bf16 only where it is fast)
+    base_dropout      dropout inside a *frozen* base model only adds noise to what the adapters see; by default
+                      it is off when no base parameter trains (PEFT methods, probes) and on otherwise
+
+Same seed on the same machine → the same history and weights, bit for bit: the seed fixes dropout and batch order.
+The loop reports raw step timings (`stats["step_seconds"]`); what a run costs in memory and on disk is the lab's
+business (minipeft.lab.measure).
 """
 import math
 import statistics
 import time
 from functools import partial
 from itertools import chain, repeat
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -30,18 +39,53 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .measure import run_stats, saved_activations
+from .core import adapter_layers, pretrained_model, trains_base
 
-TASKS = ("classification", "causal_lm")
+LOSS_KINDS = ("classification", "causal_lm")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 # ---------------------------------------------------------------- data
+def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
+                           mega_batches: int = 50) -> list[list[int]]:
+    """One epoch of training batches of similar lengths (the scheme of transformers' group_by_length): shuffle
+    the rows, cut them into mega-batches of `mega_batches` × batch_size rows, sort each by length (longest
+    first), cut it into batches, and shuffle the order of the batches. Every row is in exactly one batch; the
+    same generator state gives the same batches."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    size = mega_batches * batch_size
+    batches = []
+    for start in range(0, len(order), size):
+        group = sorted(order[start:start + size], key=lambda i: -lengths[i])
+        batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+class LengthGroupedSampler:
+    """A batch sampler that draws a new `length_grouped_batches` epoch each time it is iterated."""
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator):
+        self.lengths, self.batch_size, self.generator = lengths, batch_size, generator
+
+    def __iter__(self):
+        return iter(length_grouped_batches(self.lengths, self.batch_size, self.generator))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
 def make_loader(dataset, tokenizer, fields, batch_size=32, max_length=128, shuffle=False, seed=0,
-                task="classification"):
-    """Batches padded to their own longest row, not to max_length (dynamic padding: no wasted compute).
+                task="classification", group_by_length=True) -> DataLoader:
+    """Batches padded to their own longest row, not to max_length (dynamic padding).
+
     classification: `fields` names one text column or a pair (encoded as tokenizer(first, second)), and the
-    dataset has an int "label" column. causal_lm: `fields` = (prompt column, target column), see lm_batch."""
+    dataset has an int "label" column. causal_lm: `fields` = (prompt column, target column), see lm_batch.
+    shuffle=True (training): a new order each epoch, from `seed`; with group_by_length the batches hold rows
+    of similar length (length_grouped_batches), which saves the compute spent on padding. shuffle=False
+    (evaluation): with group_by_length the rows go in order of length, else in dataset order."""
     fields = [fields] if isinstance(fields, str) else list(fields)
+    if task not in LOSS_KINDS:
+        raise ValueError(f"task must be one of {LOSS_KINDS}, not {task!r}")
 
     def collate(rows):
         columns = [[row[f] for row in rows] for f in fields]
@@ -52,8 +96,36 @@ def make_loader(dataset, tokenizer, fields, batch_size=32, max_length=128, shuff
             batch.pop("token_type_ids", None)  # all zeros for a single text: the model's default anyway
         return {**batch, "labels": torch.tensor([row["label"] for row in rows])}
 
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    if not group_by_length:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator)
+    lengths = token_lengths(dataset, tokenizer, fields, max_length, task)
+    if shuffle:
+        sampler = LengthGroupedSampler(lengths, batch_size, generator)
+    else:
+        by_length = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        sampler = [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=generator)
+
+
+def token_lengths(dataset, tokenizer, fields: list[str], max_length: int, task="classification") -> list[int]:
+    """The number of tokens each row becomes (prompt + target + EOS for a causal LM), at most max_length."""
+    columns = [list(dataset[f]) for f in fields]
+    if task == "causal_lm":
+        return [min(len(a) + len(b) + 1, max_length) for a, b in zip(
+            tokenizer(columns[0])["input_ids"], tokenizer(columns[1], add_special_tokens=False)["input_ids"])]
+    return [len(ids) for ids in tokenizer(*columns, truncation=True, max_length=max_length)["input_ids"]]
+
+
+def batches_with_rows(loader: DataLoader):
+    """Yield (rows, batch): the dataset rows of each batch the loader makes, and the batch. A plain list of
+    batches (no sampler to ask) yields (None, batch)."""
+    if not isinstance(loader, DataLoader):
+        yield from ((None, batch) for batch in loader)
+        return
+    fetch = getattr(loader.dataset, "__getitems__", None)
+    for rows in loader.batch_sampler:
+        yield rows, loader.collate_fn(fetch(rows) if fetch else [loader.dataset[i] for i in rows])
 
 
 def lm_batch(tokenizer, prompts, targets, max_length=128) -> dict:
@@ -72,13 +144,48 @@ def lm_batch(tokenizer, prompts, targets, max_length=128) -> dict:
             "labels": pad_sequence(labels, batch_first=True, padding_value=-100)}
 
 
+# ---------------------------------------------------------------- precision and device
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matrix products in hardware: a CUDA GPU that supports bf16, or a CPU with
+    AVX512-BF16 or AMX (read from /proc/cpuinfo; other systems are assumed not to)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if device.type == "cpu" and cpuinfo.exists() else ""
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"bf16" or "fp32": "auto" becomes bf16 where bf16_is_fast(device), fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors moved to `device` (a no-op where they already are)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def autocast(precision: str, device: torch.device):
+    """The context the forward pass runs in: bf16 autocast, or nothing for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 # ---------------------------------------------------------------- loss and accuracy
 def logits_and_targets(model, batch, task="classification"):
     """(logits, targets) lined up so that cross_entropy(logits, targets, ignore_index=-100) is the loss.
     classification: (batch, classes) and (batch,). causal_lm: position t predicts token t+1; only the last
     labels.shape[1] positions are read (virtual tokens in front are skipped); both flattened."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    if task not in LOSS_KINDS:
+        raise ValueError(f"task must be one of {LOSS_KINDS}, not {task!r}")
     labels = batch["labels"]
     logits = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
     if task == "classification":
@@ -88,17 +195,31 @@ def logits_and_targets(model, batch, task="classification"):
 
 
 @torch.no_grad()
-def evaluate(model, loader, task="classification") -> float:
-    """Accuracy: of the predicted classes, or (causal_lm) of the greedy next-token guesses on target tokens."""
-    was_training, correct, total = model.training, 0, 0
+def predictions(model, loader, task="classification", precision="fp32") -> torch.Tensor:
+    """1 where the model's guess is right, 0 where it is wrong, one entry per example, in dataset order
+    (classification) or per target token in the loader's order (causal_lm). Paired comparisons of two models
+    read these."""
+    was_training, device = model.training, model_device(model)
+    precision = resolve_precision(precision, device)
     model.eval()
-    for batch in loader:
-        logits, targets = logits_and_targets(model, batch, task)
+    hits, order = [], []
+    for rows, batch in batches_with_rows(loader):
+        with autocast(precision, device):
+            logits, targets = logits_and_targets(model, to_device(batch, device), task)
         keep = targets != -100
-        correct += (logits.argmax(-1)[keep] == targets[keep]).sum().item()
-        total += keep.sum().item()
+        hits.append((logits.argmax(-1)[keep] == targets[keep]).to(torch.uint8).cpu())
+        order += rows or []
     model.train(was_training)
-    return correct / max(total, 1)
+    hits = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.uint8)
+    if task == "classification" and len(order) == len(hits):  # one guess per row: back to dataset order
+        hits = hits[torch.argsort(torch.tensor(order))]
+    return hits
+
+
+def evaluate(model, loader, task="classification", precision="fp32") -> float:
+    """Accuracy: of the predicted classes, or (causal_lm) of the greedy next-token guesses on target tokens."""
+    hits = predictions(model, loader, task, precision)
+    return hits.sum().item() / len(hits) if len(hits) else 0.0
 
 
 # ---------------------------------------------------------------- training
@@ -109,14 +230,29 @@ def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def set_train_mode(model, base_dropout: bool) -> None:
+    """Train mode (dropout on) for the whole model, or, with base_dropout=False, for the adapters and the head
+    only: the pretrained model's own modules run as at evaluation (no dropout)."""
+    model.train()
+    if not base_dropout:
+        pretrained_model(model).eval()
+        for layer in adapter_layers(model):
+            layer.adapters.train()
+
+
 def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, warmup=0.1, weight_decay=0.0,
-          max_grad_norm=1.0, eval_every=None, patience=None, seed=0, task="classification", progress=True):
+          max_grad_norm=1.0, eval_every=None, patience=None, seed=0, task="classification", precision="auto",
+          base_dropout=None, on_step=None, progress=True):
     """Train the parameters that require grad; return (history, stats).
-    history: one dict per evaluation {step, loss (mean training loss since the previous one), metric
-    (validation accuracy, None without val_loader), lr, seconds}. stats: measure.run_stats plus best_step,
-    best_metric. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained weights
-    towards zero, not towards where they started. The whole model is in train mode (dropout on, frozen parts
-    included), as under transformers' Trainer with peft."""
+
+    history: one dict per evaluation {step, epoch, loss (mean training loss since the previous one), metric
+    (validation accuracy, None without val_loader), lr, seconds}. stats: steps, step_seconds (each step's wall
+    time), seconds_per_step (their median), trainable_params, best_step, steps_per_epoch, best_metric, precision,
+    base_dropout. precision: "auto" (bf16 where the hardware is fast at it), "bf16" or "fp32"; evaluation runs in
+    fp32. base_dropout: None = on only if some base parameter trains. on_step(step, seconds, loss) is called after
+    every step. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained weights towards
+    zero, not towards where they started. Raises ValueError for a model with nothing to train, both or neither of
+    steps/epochs, or patience without a validation loader."""
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
     if patience is not None and val_loader is None:
@@ -124,7 +260,10 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
         raise ValueError("the model has no trainable parameters: apply a method (or a probe) to it first")
-    total = steps if steps is not None else epochs * len(train_loader)
+    device = model_device(model)
+    precision = resolve_precision(precision, device)
+    base_dropout = trains_base(model) if base_dropout is None else bool(base_dropout)
+    total = steps if steps is not None else round(epochs * len(train_loader))
     eval_every = eval_every or max(1, total // 10)
     torch.manual_seed(seed)  # dropout, and anything else random inside the model
     if train_loader.generator is not None:
@@ -132,30 +271,33 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     optimizer = torch.optim.AdamW(trainable.values(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(linear_schedule, warmup_steps=math.ceil(warmup * total), total_steps=total))
-    history, losses, step_seconds, since_best, activation_bytes = [], [], [], 0, 0
+    history, losses, step_seconds, since_best = [], [], [], 0
     best = {"metric": None, "step": 0, "weights": None}
     batches = chain.from_iterable(repeat(train_loader))  # epoch after epoch, reshuffled each time
     start, bar = time.perf_counter(), tqdm(total=total, disable=not progress)
-    model.train()
+    set_train_mode(model, base_dropout)
     for step in range(1, total + 1):
-        tick, batch, current_lr = time.perf_counter(), next(batches), optimizer.param_groups[0]["lr"]
-        with saved_activations(model) as saved:
-            loss = F.cross_entropy(*logits_and_targets(model, batch, task), ignore_index=-100)
-        activation_bytes = max(activation_bytes, sum(saved.values()))
+        tick, batch, current_lr = time.perf_counter(), to_device(next(batches), device), optimizer.param_groups[0]["lr"]
+        with autocast(precision, device):
+            logits, targets = logits_and_targets(model, batch, task)
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable.values(), max_grad_norm)
         optimizer.step()
         schedule.step()
-        step_seconds.append(time.perf_counter() - tick)
         losses.append(loss.item())
+        step_seconds.append(time.perf_counter() - tick)
+        if on_step is not None:
+            on_step(step, step_seconds[-1], losses[-1])
         bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", metric=history[-1]["metric"] if history else None)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", best=best["metric"])
         if step % eval_every and step != total:
             continue
         metric = evaluate(model, val_loader, task) if val_loader is not None else None
-        history.append({"step": step, "loss": statistics.fmean(losses), "metric": metric, "lr": current_lr,
-                        "seconds": time.perf_counter() - start})
+        set_train_mode(model, base_dropout)
+        history.append({"step": step, "epoch": step / len(train_loader), "loss": statistics.fmean(losses),
+                        "metric": metric, "lr": current_lr, "seconds": time.perf_counter() - start})
         losses, since_best = [], since_best + 1
         if metric is not None and (best["metric"] is None or metric > best["metric"]):
             weights = {name: p.detach().clone() for name, p in trainable.items()}
@@ -165,5 +307,9 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     bar.close()
     if best["weights"] is not None:
         model.load_state_dict(best["weights"], strict=False)  # only the trainable tensors: the rest never moved
-    return history, run_stats(model, step_seconds, activation_bytes, best_step=best["step"],
-                              best_metric=best["metric"])
+    model.eval()
+    return history, {"steps": len(step_seconds), "step_seconds": step_seconds,
+                     "seconds_per_step": statistics.median(step_seconds),
+                     "trainable_params": sum(p.numel() for p in trainable.values()), "best_step": best["step"],
+                     "steps_per_epoch": len(train_loader),
+                     "best_metric": best["metric"], "precision": precision, "base_dropout": base_dropout}

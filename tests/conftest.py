@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from minipeft import models
+from minipeft.lab import models
 
 torch.set_num_threads(2)
 

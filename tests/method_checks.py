@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from minipeft import models
 from minipeft.core import disable_adapters, set_adapter
+from minipeft.lab import models
+from minipeft.methods.probing import Classifier
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier
 from minipeft.saving import configs, load_adapter, save_adapter
 
 FAMILIES = {"bert": models.tiny_bert, "llama": models.tiny_llama}

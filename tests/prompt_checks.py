@@ -1,7 +1,6 @@
 """Helpers shared by the input-side method tests (prompt tuning, P-tuning, deep prompts, prefix tuning): the
 hard-prompted version of a batch, greedy generation with its scores, and batches of real sentences."""
 import torch
-
 from method_checks import make_batch
 
 PROMPT = [11, 22, 33, 44]  # token ids written in front (hard prompt) or used as the soft prompt's init

@@ -8,7 +8,9 @@ import minipeft
 
 def test_api_tour_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = "\n".join(line[4:] for line in minipeft.__doc__.split("API tour")[1].split("\nMethods")[0].splitlines()[2:])
+    tour = minipeft.__doc__.split("API tour")[1].splitlines()[2:]
+    block = tour[:next(i for i, line in enumerate(tour) if line and not line.startswith("    "))]  # the indented part
+    code = "\n".join(line[4:] for line in block)
     scope = {}
     exec(compile(code, "api_tour", "exec"), scope)
     model = scope["model"]

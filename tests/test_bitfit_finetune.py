@@ -3,10 +3,10 @@ import torch
 from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
                            check_wrong_base, fresh_base, kv_width, make_batch, outputs, snapshot, with_loss_head)
 
-from minipeft.bitfit import apply_bitfit, bitfit_parameter_count
-from minipeft.finetune import apply_finetune, finetune_parameter_count
+from minipeft.methods.bitfit import apply_bitfit, bitfit_parameter_count
+from minipeft.methods.finetune import apply_finetune, finetune_parameter_count
+from minipeft.methods.probing import Classifier, probe_parameter_count
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier, probe_parameter_count
 
 
 # ---------------------------------------------------------------- BitFit
@@ -41,7 +41,7 @@ def test_bitfit_refuses_llama_and_twice(tiny_bert, tiny_llama):
     with pytest.raises(ValueError, match=r"no bias terms.*LoRA or \(IA\)³"):
         apply_bitfit(tiny_llama)
     assert_unchanged(tiny_llama, before)
-    check_second_apply_refused(tiny_bert, apply_bitfit, apply_bitfit, "already applied")
+    check_second_apply_refused(tiny_bert, apply_bitfit, apply_bitfit, "already exists")
 
 
 @pytest.mark.slow
@@ -115,4 +115,4 @@ def test_finetune_bad_input_leaves_model_unchanged(tiny_model):
             apply_finetune(model, top_k=top_k)
     assert_unchanged(model, before)
     check_second_apply_refused(model, lambda m: apply_finetune(m, top_k=1), lambda m: apply_finetune(m, top_k=2),
-                               "already applied")
+                               "already exists")

@@ -1,21 +1,26 @@
-"""The comparison harness: building each method on a copy of the base model, the learning-rate choice on
-validation, mean ± std over seeds, a JSON record per run, resuming an interrupted comparison."""
+"""The comparison harness: building each method on a copy of the base model, a learning-rate search that cannot stop
+at the edge of its grid, seeds at the chosen rate, paired intervals, a JSON record per run, resuming."""
 import json
 import statistics
 
 import datasets
+import numpy as np
 import pytest
 import torch
 
-from minipeft import compare as harness
-from minipeft import models
-from minipeft.lora import lora_parameter_count
+from minipeft.lab import compare as harness
+from minipeft.lab import models
+from minipeft.methods.lora import lora_parameter_count
 from minipeft.params import count_parameters
 from minipeft.train import train as real_train
 
-METHODS = [{"label": "probe", "method": "probe", "kwargs": {"pooling": "cls"}, "lrs": [1e-3, 1e-1]},
-           {"label": "LoRA", "method": "lora", "kwargs": {"r": 2}, "lrs": [1e-3, 1e-2]}]
-VALIDATION = {1e-3: 0.6, 1e-1: 0.8, 1e-2: 0.4}  # scripted: the probe's best lr is its second, LoRA's its first
+METHODS = [{"label": "probe", "method": "probe", "classifier": {"pooling": "cls"}, "lrs": [1e-3, 1e-2, 1e-1]},
+           {"label": "LoRA", "method": "lora", "kwargs": {"r": 2}, "lrs": [1e-3, 1e-2, 1e-1]}]
+# scripted validation accuracy by (label, lr): the probe's best is inside its grid; LoRA's is at the top end
+# and keeps rising for one more step beyond it (1.0), then falls (10.0): the search must go up twice.
+VALIDATION = {"probe": {1e-3: 0.6, 1e-2: 0.8, 1e-1: 0.7},
+              "LoRA": {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.7, 1.0: 0.75, 10.0: 0.55}}
+SEARCH, FINAL = {"epochs": 1, "eval_every": 1}, {"epochs": 2, "eval_every": 1, "patience": 3}
 
 
 @pytest.fixture
@@ -29,58 +34,81 @@ def data():
 @pytest.fixture
 def counted(monkeypatch):
     """Counts the training runs the harness starts (fail_at=n raises in the n-th: an interrupted benchmark).
-    Real training, but scripted accuracies: validation by learning rate, test 0.50, 0.51, 0.52, ... in run order."""
-    calls = {"n": 0, "fail_at": None}
+    Real training, but scripted accuracies: validation by method and learning rate; test hits by run order."""
+    calls = {"n": 0, "fail_at": None, "labels": []}
 
-    def counting_train(*args, **kwargs):
+    def counting_train(model, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == calls["fail_at"]:
             raise KeyboardInterrupt
-        history, stats = real_train(*args, **kwargs)
-        return history, {**stats, "best_metric": VALIDATION[kwargs["lr"]]}
+        history, stats = real_train(model, *args, **kwargs)
+        label = "probe" if model.pooling == "cls" else "LoRA"
+        calls["labels"].append((label, kwargs["lr"], kwargs["epochs"]))
+        return history, {**stats, "best_metric": VALIDATION[label][kwargs["lr"]]}
 
     monkeypatch.setattr(harness, "train", counting_train)
-    monkeypatch.setattr(harness, "evaluate", lambda model, loader: 0.5 + 0.01 * calls["n"])
+    monkeypatch.setattr(harness, "predictions", lambda model, loader: torch.tensor([1, calls["n"] % 2, 1, 0],
+                                                                                   dtype=torch.uint8))
     return calls
 
 
 def run(data, bert_tokenizer, out, methods=METHODS, **overrides):
-    options = dict(steps=3, seeds=2, batch_size=4, max_length=16, eval_every=1, progress=False, budget="tiny")
-    return harness.compare(methods, data, ("text",), models.tiny_bert(), bert_tokenizer, out, **{**options, **overrides})
+    options = dict(search=SEARCH, final=FINAL, seeds=2, batch_size=4, max_length=16, progress=False, budget="tiny",
+                   reference="probe")
+    return harness.compare(methods, data, ("text",), models.tiny_bert(), bert_tokenizer, out,
+                           **{**options, **overrides})
 
 
 def test_build_applies_the_method_to_a_copy_of_the_backbone(tiny_bert):
     before = {n: p.clone() for n, p in tiny_bert.named_parameters()}
-    probe = harness.build("probe", {"head": "mlp", "pooling": "cls"}, tiny_bert)
-    lora = harness.build("lora", {"r": 4, "targets": ["query"]}, tiny_bert, num_labels=3, classifier={"pooling": "cls"})
-    top = harness.build("finetune", {"top_k": 1}, tiny_bert)
+    probe = harness.build({"method": "probe", "classifier": {"head": "mlp", "pooling": "cls"}}, tiny_bert)
+    lora = harness.build({"method": "lora", "kwargs": {"r": 4, "targets": ["query"]}, "classifier": {"pooling": "cls"}},
+                         tiny_bert, num_labels=3)
+    top = harness.build({"method": "finetune", "kwargs": {"top_k": 1}}, tiny_bert)
     assert count_parameters(probe)["trainable"] == 32 * 32 + 32 + 32 * 2 + 2 and probe.pooling == "cls"
     assert count_parameters(lora)["trainable"] == lora_parameter_count([(32, 32)] * 2, 4) + 32 * 3 + 3
     assert 0 < count_parameters(top)["trainable"] < count_parameters(top)["total"]
     assert dict(tiny_bert.named_parameters()).keys() == before.keys()  # nothing was inserted into the original
     assert all(p.requires_grad and torch.equal(p, before[n]) for n, p in tiny_bert.named_parameters())
+    assert not hasattr(tiny_bert, "minipeft_configs")  # nor recorded on it
     with pytest.raises(KeyError, match="unknown method 'lora2'"):
-        harness.build("lora2", {}, tiny_bert)
+        harness.build({"method": "lora2"}, tiny_bert)
 
 
-def test_compare_tunes_lr_on_seed_0_and_reports_test_mean_and_std(data, bert_tokenizer, tmp_path, counted):
+def test_next_rate_extends_a_grid_only_past_an_end_that_wins():
+    assert harness.next_rate({1: 0.5, 2: 0.7, 4: 0.6}, 2) is None  # best inside
+    assert harness.next_rate({1: 0.5, 2: 0.6, 4: 0.7}, 2) == 8  # best at the top: one more step up
+    assert harness.next_rate({1: 0.8, 2: 0.6, 4: 0.7}, 2) == 0.5  # best at the bottom: one more step down
+    assert harness.next_rate({1: 0.7, 2: 0.7, 4: 0.6}, 2) is None  # a tie at the end is not a win: stop
+    assert harness.next_rate({1: 0.7}, 2) is None
+
+
+def test_search_extends_until_the_best_is_inside_then_seeds_run_at_it(data, bert_tokenizer, tmp_path, counted):
     results = run(data, bert_tokenizer, tmp_path / "results.json")
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert results["settings"]["budget"] == "tiny" and results["settings"]["sizes"] == {
         "train": 8, "validation": 4, "test": 4}
-    assert counted["n"] == len(results["runs"]) == 2 * (2 + 1)  # per method: 2 learning rates, then 1 more seed
-    assert [row["lr"] for row in results["summary"]] == [1e-1, 1e-3]
-    for config, row in zip(METHODS, results["summary"]):
-        runs = [r for r in results["runs"] if r["label"] == config["label"]]
-        tuned = {r["lr"]: r["validation"] for r in runs if r["seed"] == 0}
-        assert tuned == {lr: VALIDATION[lr] for lr in config["lrs"]} and row["lr"] == max(tuned, key=tuned.get)
-        extra = [r for r in runs if r["seed"] == 1]
-        assert [r["lr"] for r in extra] == [row["lr"]]  # the other seeds run at the chosen learning rate only
-        test = [r["test"] for r in runs if r["lr"] == row["lr"]]
-        assert row["seeds"] == 2 and row["test_mean"] == statistics.fmean(test)
-        assert row["test_std"] == statistics.stdev(test) > 0
-        assert row["trainable_params"] == runs[0]["stats"]["trainable_params"] > 0
-        assert all(len(r["history"]) == 3 and r["history"][-1]["step"] == 3 for r in runs)
+    search = [r for r in results["runs"] if r["phase"] == "search"]
+    assert [(r["label"], r["lr"]) for r in search] == [("probe", 1e-3), ("probe", 1e-2), ("probe", 1e-1),
+                                                       ("LoRA", 1e-3), ("LoRA", 1e-2), ("LoRA", 1e-1),
+                                                       ("LoRA", 1.0), ("LoRA", 10.0)]  # up twice past the grid
+    assert all(epochs == SEARCH["epochs"] for _, _, epochs in counted["labels"][:8])
+    assert all("test" not in r for r in search)  # the search never reads the test split
+    probe, lora = results["summary"]
+    assert (probe["lr"], lora["lr"]) == (1e-2, 1.0) and not probe["at_edge"] and not lora["at_edge"]
+    assert lora["search"] == [[lr, accuracy] for lr, accuracy in VALIDATION["LoRA"].items()]
+    final = [r for r in results["runs"] if r["phase"] == "final"]
+    assert [(r["label"], r["lr"], r["seed"]) for r in final] == [("probe", 1e-2, 0), ("LoRA", 1.0, 0),
+                                                                 ("probe", 1e-2, 1), ("LoRA", 1.0, 1)]
+    assert all(epochs == FINAL["epochs"] for _, _, epochs in counted["labels"][8:])
+    for row in (probe, lora):
+        test = [r["test"] for r in final if r["label"] == row["label"]]
+        assert row["seeds"] == 2 and row["complete"] and row["test_mean"] == statistics.fmean(test)
+        assert row["test_std"] == statistics.stdev(test)
+        assert row["trainable_params"] == next(r for r in final if r["label"] == row["label"])["stats"][
+            "trainable_params"] > 0
+    assert "vs_reference" not in probe and lora["vs_reference"]["examples"] == 4
+    assert all(len(r["test_hits"]) == 4 and set(r["test_hits"]) <= {"0", "1"} for r in final)
 
 
 def test_a_second_run_trains_nothing_and_an_interrupted_one_resumes(data, bert_tokenizer, tmp_path, counted):
@@ -91,10 +119,20 @@ def test_a_second_run_trains_nothing_and_an_interrupted_one_resumes(data, bert_t
     assert len(json.loads(out.read_text())["runs"]) == 3  # each finished run was written at once
     counted.update(n=0, fail_at=None)
     first = run(data, bert_tokenizer, out)
-    assert counted["n"] == 3  # only the 3 missing runs
+    assert counted["n"] == 12 - 3  # only the missing runs
     counted["n"] = 0
     second = run(data, bert_tokenizer, out)
     assert counted["n"] == 0 and second == first
+
+
+def test_partial_results_say_they_are_partial(data, bert_tokenizer, tmp_path, counted):
+    out = tmp_path / "results.json"
+    counted["fail_at"] = 12  # the last final run (LoRA, seed 1) never finishes
+    with pytest.raises(KeyboardInterrupt):
+        run(data, bert_tokenizer, out)
+    results = json.loads(out.read_text())
+    rows = harness.summarize(METHODS, {r["key"]: r for r in results["runs"]}, 2, "probe")
+    assert [(r["seeds"], r["complete"]) for r in rows] == [(2, True), (1, False)]
 
 
 def test_a_changed_method_is_run_again_and_changed_settings_are_refused(data, bert_tokenizer, tmp_path, counted):
@@ -103,24 +141,54 @@ def test_a_changed_method_is_run_again_and_changed_settings_are_refused(data, be
     counted["n"] = 0
     results = run(data, bert_tokenizer, out, [METHODS[0], {**METHODS[1], "kwargs": {"r": 3}}], seeds=1)
     assert results["summary"][1]["trainable_params"] == 3 * 64 * 2 * 2 + 66  # from the new r=3 runs
-    assert counted["n"] == 2  # LoRA's two learning rates again, with r=3; the probe runs are reused
+    assert counted["n"] == 5 + 1  # LoRA's search and final run again, with r=3; the probe's are reused
     with pytest.raises(ValueError, match="other settings"):
-        run(data, bert_tokenizer, out, seeds=1, steps=4)
+        run(data, bert_tokenizer, out, seeds=1, final={**FINAL, "epochs": 3})
+
+
+def test_a_fixed_rate_skips_the_search(data, bert_tokenizer, tmp_path, counted):
+    results = run(data, bert_tokenizer, tmp_path / "fixed.json", [{**METHODS[1], "lr": 1e-2}], seeds=1)
+    assert [(r["phase"], r["lr"]) for r in results["runs"]] == [("final", 1e-2)] and counted["n"] == 1
 
 
 def test_runs_of_another_comparison_with_the_same_budget_are_reused(data, bert_tokenizer, tmp_path, counted):
     first = run(data, bert_tokenizer, tmp_path / "first.json", seeds=2)
     counted["n"] = 0
     second = run(data, bert_tokenizer, tmp_path / "second.json", seeds=1, reuse=tmp_path / "first.json")
-    assert counted["n"] == 0  # every seed-0 run was in the first file
+    assert counted["n"] == 0  # every search run and every seed-0 run was in the first file
     assert second["runs"] == [r for r in first["runs"] if r["seed"] == 0]
-    assert json.loads((tmp_path / "second.json").read_text())["runs"] == second["runs"]
     counted["n"] = 0
     third = run(data, bert_tokenizer, tmp_path / "third.json", [{**METHODS[1], "kwargs": {"r": 3}}], seeds=1,
                 reuse=tmp_path / "first.json")
-    assert counted["n"] == 2 and len(third["runs"]) == 2  # another configuration: trained, nothing copied
-    with pytest.raises(ValueError, match="cannot reuse.*steps"):
-        run(data, bert_tokenizer, tmp_path / "fourth.json", steps=4, reuse=tmp_path / "first.json")
+    assert counted["n"] == 6 and len(third["runs"]) == 6  # another configuration: trained, nothing copied
+    with pytest.raises(ValueError, match="cannot reuse.*final"):
+        run(data, bert_tokenizer, tmp_path / "fourth.json", final={**FINAL, "epochs": 3}, reuse=tmp_path / "first.json")
+
+
+def test_paired_difference_is_the_accuracy_gap_with_a_paired_interval():
+    rng = np.random.default_rng(0)
+    reference = rng.random(2000) < 0.8
+    same = harness.paired_difference([reference], [reference], samples=500)
+    assert same["difference"] == same["low"] == same["high"] == 0.0  # the same answers: no uncertainty at all
+    better = reference.copy()
+    better[np.flatnonzero(~reference)[:40]] = True  # right on 40 more examples, wrong on none more
+    gap = harness.paired_difference([better], [reference], samples=2000)
+    assert gap["difference"] == pytest.approx(40 / 2000)
+    # paired: only the 40 discordant examples vary, so the interval is about 0.02 ± 1.96·√40/2000, far narrower
+    # than two independent accuracies' ±1.96·√(2·0.8·0.2/2000) ≈ ±0.025
+    assert gap["low"] > 0.01 and gap["high"] < 0.03
+    assert gap["high"] - gap["low"] == pytest.approx(2 * 1.96 * np.sqrt(40) / 2000, rel=0.2)
+    noisy = harness.paired_difference([better, reference], [reference, reference], samples=2000)
+    assert noisy["difference"] == pytest.approx(20 / 2000) and noisy["seeds"] == 2
+    assert noisy["high"] - noisy["low"] > gap["high"] - gap["low"]  # seed-to-seed variation widens it
+    with pytest.raises(ValueError, match="same test examples"):
+        harness.paired_difference([better], [reference[:10]])
+
+
+def test_hits_round_trip_through_text():
+    hits = torch.tensor([1, 0, 0, 1, 1], dtype=torch.uint8)
+    assert harness.hits_to_text(hits) == "10011"
+    assert harness.text_to_hits("10011").tolist() == [1, 0, 0, 1, 1]
 
 
 def benchmark_script():
@@ -133,13 +201,16 @@ def benchmark_script():
     return module
 
 
-def test_the_benchmark_fits_its_stated_budget():
+def test_the_benchmark_compares_every_method_with_a_grid_of_at_least_4_rates():
     bench = benchmark_script()
-    s = bench.SETTINGS
-    assert len(bench.METHODS) == 19 and len({m["label"] for m in bench.METHODS}) == 19
-    hours = bench.estimate_hours(bench.METHODS, s["steps"], s["seeds"], s["eval_every"], s["n_validation"], 1265,
-                                 max_length=s["max_length"])
-    assert 1.8 < hours <= 2.05
+    labels = [m["label"] for m in bench.METHODS]
+    assert len(labels) == 20 and len(set(labels)) == 20 and "full fine-tuning" in labels
+    assert "LoRA r=8 (all linear layers)" in labels
+    for config in bench.METHODS:
+        lrs = config["lrs"]
+        assert len(lrs) >= 4 and lrs == sorted(lrs)
+        ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+        assert max(ratios) / min(ratios) < 1.01  # log-spaced
 
 
 @pytest.mark.slow
@@ -147,6 +218,6 @@ def test_the_benchmark_starts_in_quick_mode(tmp_path):
     out = tmp_path / "quick.json"
     benchmark_script().main(["--quick", "--out", str(out)])
     results = json.loads(out.read_text())
-    assert [row["label"] for row in results["summary"]] == ["linear probe (mean)", "LoRA r=8"]
-    assert results["settings"]["budget"]["target_hours"] == 2.0 and len(results["runs"]) == 4
+    assert [row["label"] for row in results["summary"]] == ["full fine-tuning", "LoRA r=8"]
+    assert all(row["complete"] for row in results["summary"])
     assert out.with_suffix(".png").stat().st_size > 10_000

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from minipeft import core, params
-from minipeft.lora import apply_lora
-from minipeft.probing import Classifier, apply_probe, probe_parameter_count
+from minipeft.methods.lora import apply_lora
+from minipeft.methods.probing import Classifier, apply_probe, probe_parameter_count
 
 
 def test_find_modules_by_last_component_suffix_and_regex(tiny_bert):
@@ -53,7 +53,7 @@ def test_parameter_report_folds_layers_and_adds_up(tiny_bert):
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_probe_trains_only_the_head(tiny_model, pooling, head):
     backbone, _ = tiny_model
-    model = apply_probe(backbone, num_labels=3, pooling=pooling, head=head)
+    model = apply_probe(Classifier(backbone, num_labels=3, pooling=pooling, head=head))
     assert params.count_parameters(model)["trainable"] == probe_parameter_count(32, 3, head)
     ids = torch.randint(5, 1000, (2, 6))
     out = model(ids, torch.ones_like(ids), labels=torch.tensor([0, 2]))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from minipeft import data
-from minipeft.assets import MissingAssetError, asset_path
+from minipeft.lab import data
+from minipeft.lab.assets import MissingAssetError, asset_path
 
-NLI_SCRIPT = Path(data.NLI_FILE).with_name("make_nli.py")
+NLI_SCRIPT = Path(__file__).resolve().parents[1] / "data" / "nli" / "make_nli.py"
 
 
 def uncached(name, seed):

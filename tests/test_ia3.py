@@ -6,9 +6,9 @@ from method_checks import (assert_unchanged, check_one_adamw_step, check_save_lo
                            check_two_adapters, check_wrong_base, fresh_base, kv_width, make_batch, outputs,
                            perturb_trainable, snapshot, with_loss_head)
 
-from minipeft.ia3 import IA3Linear, apply_ia3, ia3_parameter_count
+from minipeft.methods.ia3 import IA3Linear, apply_ia3, ia3_parameter_count
+from minipeft.methods.probing import Classifier, probe_parameter_count
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier, probe_parameter_count
 
 SCALED_OUTPUT = {"bert": ["key", "value"], "llama": ["k_proj", "v_proj"]}
 
@@ -35,7 +35,7 @@ def test_default_targets_scale_keys_values_output_and_ffn_input(tiny_model):
     assert wrapped == {f"{prefix}.{i}.{s}" for i in range(2) for s in suffixes}  # not attention.output.dense
     for name, layer in model.named_modules():
         if isinstance(layer, IA3Linear):
-            l = layer.adapters["default"].l
+            l = layer.adapters["default"].vector
             x = torch.randn(2, 3, layer.base.in_features)
             expected = layer.base(x * l) if name.endswith(("dense", "down_proj")) else layer.base(x) * l
             assert torch.equal(layer(x), expected), name
@@ -125,7 +125,7 @@ def test_same_outputs_as_peft(which, encoder, causal_lm):
             if hasattr(module, "ia3_l") and "default" in module.ia3_l:
                 ours_layer = ours.get_submodule(name.removeprefix("base_model.model."))
                 assert module.is_feedforward == ours_layer.adapters["default"].scales_input, name
-                module.ia3_l["default"].copy_(ours_layer.adapters["default"].l.view_as(module.ia3_l["default"]))
+                module.ia3_l["default"].copy_(ours_layer.adapters["default"].vector.view_as(module.ia3_l["default"]))
                 copied += 1
     if copied != 3 * base.config.num_hidden_layers:
         pytest.skip(f"peft {peft.__version__} did not wrap the (IA)³ targets as expected ({copied} layers)")

@@ -7,9 +7,9 @@ from method_checks import (assert_unchanged, check_one_adamw_step, check_save_lo
                            perturb_trainable, snapshot, with_loss_head)
 
 from minipeft.core import disable_adapters, remove_adapter, set_adapter
-from minipeft.lora import LoRALinear, apply_lora, lora_parameter_count, merge_lora, unmerge_lora
+from minipeft.methods.lora import LoRALinear, apply_lora, lora_parameter_count, merge_lora, unmerge_lora
+from minipeft.methods.probing import Classifier, probe_parameter_count
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier, probe_parameter_count
 from minipeft.saving import configs
 
 TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}

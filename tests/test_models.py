@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from minipeft import assets, models
+from minipeft.lab import assets, models
 
 
 def mean_pool(model, tokenizer, texts):

@@ -1,5 +1,4 @@
 """Every course notebook runs top to bottom in QUICK mode (what CI checks)."""
-import os
 import sys
 from pathlib import Path
 

@@ -9,10 +9,10 @@ from method_checks import (assert_unchanged, check_mixed_batch, check_one_adamw_
 from prompt_checks import assert_close, greedy, left_padded_batch
 
 from minipeft.core import body, freeze, set_adapter
-from minipeft.p_tuning import (apply_deep_prompts, apply_p_tuning, deep_prompt_parameter_count,
-                               p_tuning_parameter_count)
+from minipeft.methods.p_tuning import (apply_deep_prompts, apply_p_tuning, deep_prompt_parameter_count,
+                                       p_tuning_parameter_count)
+from minipeft.methods.prompt_tuning import apply_prompt_tuning
 from minipeft.params import count_parameters
-from minipeft.prompt_tuning import apply_prompt_tuning
 
 
 def layers_of(model):

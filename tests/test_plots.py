@@ -7,9 +7,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from minipeft import plots  # noqa: E402
-from minipeft.compare import build  # noqa: E402
-from minipeft.lora import apply_lora  # noqa: E402
+from minipeft.lab import plots  # noqa: E402
+from minipeft.lab.compare import build  # noqa: E402
+from minipeft.methods.lora import apply_lora  # noqa: E402
 
 
 def test_pareto_frontier_keeps_the_undominated_points():
@@ -21,7 +21,8 @@ def test_pareto_frontier_keeps_the_undominated_points():
 
 def test_parameter_cells_name_layer_and_module():
     cell = plots.parameter_cell
-    assert cell("backbone.encoder.layer.3.attention.self.query.adapters.default.A") == ("layer 3", "attention.self.query")
+    query = ("layer 3", "attention.self.query")
+    assert cell("backbone.encoder.layer.3.attention.self.query.adapters.default.A") == query
     assert cell("backbone.encoder.layer.3.attention.self.query.base.weight") == ("layer 3", "attention.self.query")
     assert cell("model.layers.12.mlp.down_proj.weight") == ("layer 12", "mlp.down_proj")
     assert cell("backbone.embeddings.word_embeddings.weight") == ("embeddings", "word_embeddings")
@@ -42,7 +43,7 @@ def test_parameter_map_colours_exactly_the_lora_targets(tiny_bert):
 
 
 def test_parameter_map_of_a_classifier_and_of_top_layer_fine_tuning(tiny_bert):
-    rows, columns, matrix = plots.parameter_map_matrix(build("finetune", {"top_k": 1}, tiny_bert))
+    rows, columns, matrix = plots.parameter_map_matrix(build({"method": "finetune", "kwargs": {"top_k": 1}}, tiny_bert))
     layer = {r: matrix[rows.index(r)] for r in rows}
     assert rows == ["embeddings", "layer 0", "layer 1", "head"]
     assert np.all(layer["layer 1"][~np.isnan(layer["layer 1"])] > 0)
@@ -51,21 +52,40 @@ def test_parameter_map_of_a_classifier_and_of_top_layer_fine_tuning(tiny_bert):
 
 
 def test_every_figure_draws_headless(tiny_bert, tmp_path):
-    summary = [{"label": f"m{i}", "trainable_params": 10 ** (i + 2), "test_mean": 0.6 + 0.05 * i, "test_std": 0.01,
-                "seconds_per_step": 0.1 * (i + 1), "memory_mb": dict.fromkeys(plots.MEMORY_PARTS, 1.0 + i),
-                "lr": 1e-3} for i in range(3)]
-    history = [{"step": s, "loss": 1 / s, "metric": 0.5 + 0.01 * s} for s in (1, 2, 3)]
-    runs = [{"label": r["label"], "lr": 1e-3, "seed": 0, "history": history} for r in summary]
-    fig = plots.plot_comparison({"summary": summary, "runs": runs}, tmp_path / "comparison.png")
+    methods = ["finetune", "lora", "probe"]
+    summary = [{"label": f"m{i}", "method": methods[i], "trainable_params": 10 ** (i + 2), "test_mean": 0.6 + 0.05 * i,
+                "test_std": 0.01, "lr": 1e-3, "seeds": 3,
+                "vs_reference": {"difference": -0.01 * i, "low": -0.01 * i - 0.01, "high": -0.01 * i + 0.01}}
+               for i in range(3)]
+    history = [{"step": s, "epoch": s / 3, "loss": 1 / s, "metric": 0.5 + 0.01 * s} for s in (1, 2, 3)]
+    runs = [{"label": r["label"], "lr": 1e-3, "seed": 0, "phase": "final", "history": history} for r in summary]
+    costs = {"methods": {r["label"]: {"seconds_per_step": 0.1 * (i + 1)} for i, r in enumerate(summary)}}
+    results = {"summary": summary, "runs": runs, "settings": {"reference": "m0"}, "costs": costs}
+    fig = plots.plot_comparison(results, tmp_path / "comparison.png", curves=("m0", "m1"))
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     accuracy_axes = fig.axes[0]
     assert accuracy_axes.get_xscale() == "log"
     frontier = [line for line in accuracy_axes.get_lines() if line.get_label() == "Pareto frontier"][0]
     assert list(frontier.get_xdata()) == [100, 1000, 10000]
-    ax = plots.parameter_map(build("lora", {"r": 2}, tiny_bert))
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["m2", "m1", "m0"]  # sorted by the difference
+    assert [bar.get_width() for bar in fig.axes[3].patches] == pytest.approx([1.0, 2.0, 3.0])  # ÷ the reference
+    ax = plots.parameter_map(build({"method": "lora", "kwargs": {"r": 2}}, tiny_bert))
     assert [t.get_text() for t in ax.texts] == ["128", "128", "128", "128", "66"]  # 4 LoRA pairs and the head
     assert plots.human(1234) == "1.23k" and plots.human(22_700_000) == "22.7M" and plots.human(66) == "66"
     matplotlib.pyplot.close("all")
+
+
+def test_point_labels_do_not_collide():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs, ys = [1e4, 1.1e4, 1.2e4, 1e5, 1.05e5], [76.6, 76.7, 76.5, 77.0, 77.1]  # crowded, as LoRA r=1 and (IA)³ were
+    ax.scatter(xs, ys)
+    ax.set_xscale("log")
+    texts = plots.place_labels(ax, xs, ys, ["LoRA r=1", "(IA)³", "BitFit", "Houlsby r=8", "Pfeiffer r=64"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from method_checks import (FAMILIES, assert_unchanged, check_mixed_batch, check_
 from prompt_checks import PROMPT, assert_close, greedy, hard_prompted, left_padded_batch, real_batch
 
 from minipeft.core import body, freeze, remove_adapter, set_adapter
+from minipeft.methods.prefix_tuning import apply_prefix_tuning, fold_prefix, kv_sizes, prefix_tuning_parameter_count
 from minipeft.params import count_parameters
-from minipeft.prefix_tuning import apply_prefix_tuning, fold_prefix, kv_sizes, prefix_tuning_parameter_count
 
 
 def prefix(model, name="default"):

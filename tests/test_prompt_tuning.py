@@ -9,9 +9,9 @@ from method_checks import (assert_unchanged, check_mixed_batch, check_one_adamw_
 from prompt_checks import PROMPT, assert_close, greedy, hard_prompted, left_padded_batch, real_batch
 
 from minipeft.core import body, freeze, remove_adapter, set_adapter
+from minipeft.methods.probing import Classifier
+from minipeft.methods.prompt_tuning import apply_prompt_tuning, prompt_tuning_parameter_count
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier
-from minipeft.prompt_tuning import apply_prompt_tuning, prompt_tuning_parameter_count
 
 
 def real_positions(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The training loop: batches, learning-rate schedule, causal-LM loss, determinism, early stopping, run statistics."""
+"""The training loop: batches (length-grouped or not), learning-rate schedule, causal-LM loss, precision, dropout in
+the frozen base, determinism, early stopping."""
 import datasets
 import pytest
 import torch
@@ -6,13 +7,13 @@ import transformers
 from torch import nn
 from torch.nn import functional as F
 
-from minipeft import models
-from minipeft.lora import apply_lora
-from minipeft.measure import MB
-from minipeft.params import count_parameters
-from minipeft.probing import Classifier, apply_probe
-from minipeft.saving import save_adapter
-from minipeft.train import (evaluate, linear_schedule, lm_batch, logits_and_targets, make_loader, train)
+from minipeft import train as train_module
+from minipeft.lab import models
+from minipeft.methods.finetune import apply_finetune
+from minipeft.methods.lora import apply_lora
+from minipeft.methods.probing import Classifier
+from minipeft.train import (evaluate, length_grouped_batches, linear_schedule, lm_batch, logits_and_targets,
+                            make_loader, predictions, resolve_precision, train)
 
 TEXTS = ["a good film", "bad", "great acting, a fine plot and a score that stays with you", "terrible and boring",
          "loved it", "I hated every minute of it", "fine", "a waste of two hours"]
@@ -34,7 +35,7 @@ def without_seconds(history):
 
 # ---------------------------------------------------------------- batches
 def test_batches_are_padded_to_their_longest_row_and_truncated(bert_tokenizer):
-    loader = make_loader(toy_data(1), bert_tokenizer, ("text",), batch_size=2, max_length=8)
+    loader = make_loader(toy_data(1), bert_tokenizer, ("text",), batch_size=2, max_length=8, group_by_length=False)
     lengths = [min(len(bert_tokenizer(t)["input_ids"]), 8) for t in TEXTS]
     batches = list(loader)
     assert [b["input_ids"].shape[1] for b in batches] == [max(lengths[i:i + 2]) for i in range(0, 8, 2)]
@@ -47,17 +48,66 @@ def test_batches_are_padded_to_their_longest_row_and_truncated(bert_tokenizer):
 def test_text_pairs_are_encoded_as_pairs(bert_tokenizer):
     pairs = datasets.Dataset.from_dict({"premise": ["A man sleeps.", "Dogs bark loudly at night."],
                                         "hypothesis": ["Someone rests.", "It is quiet."], "label": [1, 0]})
-    batch = next(iter(make_loader(pairs, bert_tokenizer, ("premise", "hypothesis"), batch_size=2)))
+    batch = next(iter(make_loader(pairs, bert_tokenizer, ("premise", "hypothesis"), batch_size=2,
+                                  group_by_length=False)))
     expected = bert_tokenizer(list(pairs["premise"]), list(pairs["hypothesis"]), padding=True, return_tensors="pt")
     assert torch.equal(batch["input_ids"], expected["input_ids"])
     assert torch.equal(batch["token_type_ids"], expected["token_type_ids"]) and batch["token_type_ids"].max() == 1
 
 
-def test_shuffling_depends_on_the_seed_only(bert_tokenizer):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_shuffling_depends_on_the_seed_only(bert_tokenizer, grouped):
     def order(seed):
-        return torch.cat([b["labels"] for b in make_loader(toy_data(4), bert_tokenizer, "text", batch_size=4,
-                                                           shuffle=True, seed=seed)]).tolist()
+        loader = make_loader(toy_data(4), bert_tokenizer, "text", batch_size=4, shuffle=True, seed=seed,
+                             group_by_length=grouped)
+        return torch.cat([b["input_ids"].sum(1) for b in loader]).tolist()
     assert order(3) == order(3) and order(3) != order(4)
+
+
+def test_length_grouped_batches_cover_every_row_once_and_are_reproducible():
+    lengths = [int(x) for x in torch.randint(3, 80, (1000,), generator=torch.Generator().manual_seed(0))]
+
+    def epoch(seed):
+        return length_grouped_batches(lengths, 32, torch.Generator().manual_seed(seed), mega_batches=5)
+
+    batches = epoch(0)
+    assert sorted(i for b in batches for i in b) == list(range(1000))  # every row exactly once
+    assert batches == epoch(0) and batches != epoch(1)
+    assert sum(len(b) < 32 for b in batches) == 1  # only the end of the last mega-batch is short
+    longest = [max(lengths[i] for i in b) for b in batches]
+    downs = sum(a > b for a, b in zip(longest, longest[1:]))
+    assert downs < 0.7 * (len(batches) - 1)  # the batches' order is shuffled, not longest first
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random = [list(range(i, min(i + 32, 1000))) for i in range(0, 1000, 32)]  # lengths are random: any cut will do
+    assert padded < 0.8 * sum(len(b) * max(lengths[i] for i in b) for b in random)  # far less padding
+
+
+def test_grouped_loader_pads_less_and_changes_order_each_epoch(bert_tokenizer):
+    texts = [" ".join(["word"] * n) for n in range(1, 65)] * 2
+    data = datasets.Dataset.from_dict({"text": texts, "label": [n % 2 for n in range(128)]})
+    grouped = make_loader(data, bert_tokenizer, "text", batch_size=8, shuffle=True, seed=0)
+    plain = make_loader(data, bert_tokenizer, "text", batch_size=8, shuffle=True, seed=0, group_by_length=False)
+    size = lambda loader: sum(b["input_ids"].numel() for b in loader)  # noqa: E731
+    assert size(grouped) < 0.75 * size(plain)
+    first, second = [[b["input_ids"].sum().item() for b in grouped] for _ in range(2)]
+    assert sorted(first) == sorted(second) or first != second  # a new epoch: new batches or a new order
+    assert first != second
+
+
+def test_evaluation_loader_runs_longest_first_and_predictions_come_back_in_dataset_order(bert_tokenizer):
+    data = toy_data(1)
+    loader = make_loader(data, bert_tokenizer, "text", batch_size=3)  # evaluation: sorted by length
+    widths = [b["input_ids"].shape[1] for b in loader]
+    assert widths == sorted(widths, reverse=True)
+
+    class FirstToken(nn.Module):  # "class 1" when the text is longer than 4 tokens: checkable row by row
+        def forward(self, input_ids, attention_mask, **_):
+            long = attention_mask.sum(1) > 4
+            return {"logits": F.one_hot(long.long(), 2).float()}
+
+    hits = predictions(FirstToken(), loader)
+    expected = [int((len(bert_tokenizer(t)["input_ids"]) > 4) == label) for t, label in zip(TEXTS, LABELS)]
+    assert hits.tolist() == expected
 
 
 # ---------------------------------------------------------------- learning-rate schedule
@@ -95,7 +145,8 @@ def test_lm_batch_cuts_long_prompts_from_the_left(llama_tokenizer):
     batch = lm_batch(llama_tokenizer, [prompt], [" end"], max_length=10)
     target = llama_tokenizer(" end", add_special_tokens=False)["input_ids"] + [llama_tokenizer.eos_token_id]
     assert batch["input_ids"].shape == (1, 10)
-    assert batch["input_ids"][0, :10 - len(target)].tolist() == llama_tokenizer(prompt)["input_ids"][-(10 - len(target)):]
+    kept = 10 - len(target)
+    assert batch["input_ids"][0, :kept].tolist() == llama_tokenizer(prompt)["input_ids"][-kept:]
     assert batch["labels"][0, -len(target):].tolist() == target
 
 
@@ -138,7 +189,7 @@ def test_causal_lm_training_lowers_the_target_loss(tiny_llama, llama_tokenizer):
     tiny_llama.requires_grad_(True)
     loader = make_loader(data, llama_tokenizer, ("prompt", "target"), batch_size=4, task="causal_lm")
     history, stats = train(tiny_llama, loader, loader, lr=3e-2, steps=8, eval_every=2, warmup=0,
-                           task="causal_lm", progress=False)
+                           task="causal_lm", precision="fp32", progress=False)
     assert history[-1]["loss"] < history[0]["loss"] / 2
     assert stats["best_metric"] == max(row["metric"] for row in history) == evaluate(tiny_llama, loader, "causal_lm")
 
@@ -155,18 +206,21 @@ class Constant(nn.Module):
 
 def test_evaluate_is_accuracy(bert_tokenizer):
     data = datasets.Dataset.from_dict({"text": ["x"] * 5, "label": [1, 1, 1, 0, 0]})
-    loader = make_loader(data, bert_tokenizer, "text", batch_size=2)
-    assert evaluate(Constant(1), loader) == 0.6 and evaluate(Constant(0), loader) == 0.4
+    for grouped in (True, False):
+        loader = make_loader(data, bert_tokenizer, "text", batch_size=2, group_by_length=grouped)
+        assert evaluate(Constant(1), loader) == 0.6 and evaluate(Constant(0), loader) == 0.4
 
 
 # ---------------------------------------------------------------- determinism and early stopping
-def test_same_seed_gives_the_same_history_and_weights_bit_for_bit(bert_tokenizer):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_gives_the_same_history_and_weights_bit_for_bit(bert_tokenizer, precision):
     loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4, shuffle=True)  # one loader for all runs
 
     def run(seed, disturb=0):
         model = lora_classifier()
         torch.rand(disturb)  # whatever ran before must not matter: train seeds dropout itself
-        history, _ = train(model, loader, loader, lr=1e-2, steps=8, eval_every=2, seed=seed, progress=False)
+        history, _ = train(model, loader, loader, lr=1e-2, steps=8, eval_every=2, seed=seed, precision=precision,
+                           progress=False)
         return without_seconds(history), model.state_dict()
 
     (h1, w1), (h2, w2), (h3, _) = run(0), run(0, disturb=5), run(1)
@@ -193,6 +247,24 @@ def test_early_stopping_restores_the_weights_of_the_best_evaluation(bert_tokeniz
     assert not all(torch.equal(now[n], seen[-1][n]) for n in now)
 
 
+def test_early_stopping_with_ties_keeps_the_first_best_and_counts_patience_from_it(bert_tokenizer, monkeypatch):
+    scripted, seen = iter([0.5, 0.7, 0.7, 0.7, 0.9]), []
+
+    def fake_evaluate(model, loader, task):
+        seen.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        return next(scripted)
+
+    monkeypatch.setattr("minipeft.train.evaluate", fake_evaluate)
+    model = lora_classifier()
+    loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)
+    history, stats = train(model, loader, loader, lr=1e-2, steps=20, eval_every=2, patience=2, progress=False)
+    assert [row["metric"] for row in history] == [0.5, 0.7, 0.7, 0.7]  # a tie is no improvement: stop at step 8
+    assert (stats["best_step"], stats["best_metric"]) == (4, 0.7)
+    now = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert all(torch.equal(now[n], seen[1][n]) for n in now)  # the FIRST of the tied best, not a later one
+    assert not all(torch.equal(now[n], seen[2][n]) for n in now)
+
+
 def test_epochs_and_argument_errors(bert_tokenizer):
     loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)  # 4 batches per epoch
     _, stats = train(lora_classifier(), loader, lr=1e-3, epochs=2, progress=False)
@@ -206,21 +278,71 @@ def test_epochs_and_argument_errors(bert_tokenizer):
         train(frozen, loader, lr=1e-3, steps=2)
     with pytest.raises(ValueError, match="task must be"):
         train(lora_classifier(), loader, lr=1e-3, steps=2, task="regression", progress=False)
+    with pytest.raises(ValueError, match="precision must be"):
+        train(lora_classifier(), loader, lr=1e-3, steps=2, precision="fp16", progress=False)
 
 
-# ---------------------------------------------------------------- what a run costs
-def test_run_stats_count_parameters_memory_and_bytes_on_disk(bert_tokenizer, tmp_path):
+def test_stats_report_raw_step_times_and_the_on_step_hook_sees_every_step(bert_tokenizer):
     loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)
-    lora, probe = lora_classifier(), apply_probe(models.tiny_bert())
-    _, lora_stats = train(lora, loader, lr=1e-3, steps=2, progress=False)
-    _, probe_stats = train(probe, loader, lr=1e-3, steps=2, progress=False)
-    trainable = count_parameters(lora)["trainable"]
-    assert lora_stats["trainable_params"] == trainable and probe_stats["trainable_params"] == 32 * 2 + 2
-    assert lora_stats["memory_mb"]["gradients"] == trainable * 4 / MB
-    assert lora_stats["memory_mb"]["optimizer"] == 2 * trainable * 4 / MB
-    assert lora_stats["memory_mb"]["weights"] == probe_stats["memory_mb"]["weights"] + (trainable - 66) * 4 / MB
-    # no backward through a frozen backbone: a probe keeps only the head's input, LoRA every layer's activations
-    assert 0 < probe_stats["memory_mb"]["activations"] < lora_stats["memory_mb"]["activations"] / 10
-    assert lora_stats["adapter_bytes"] == (save_adapter(lora, tmp_path) / "adapter.safetensors").stat().st_size
-    assert 66 * 4 < probe_stats["adapter_bytes"] < 66 * 4 + 1000  # the head's tensors and a small header
-    assert lora_stats["seconds_per_step"] > 0 and lora_stats["peak_rss_mb"] > 0
+    calls = []
+    _, stats = train(lora_classifier(), loader, lr=1e-3, steps=5, on_step=lambda *a: calls.append(a), progress=False)
+    assert [c[0] for c in calls] == [1, 2, 3, 4, 5] and [c[1] for c in calls] == stats["step_seconds"]
+    assert stats["seconds_per_step"] == sorted(stats["step_seconds"])[2] > 0
+    assert stats["trainable_params"] == sum(p.numel() for p in lora_classifier().parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------- bf16 autocast and dropout in the frozen base
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "bf16_is_fast", lambda device: True)
+    assert resolve_precision("auto", cpu) == "bf16" and resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(train_module, "bf16_is_fast", lambda device: False)
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_bf16_training_follows_the_fp32_loss_curve(bert_tokenizer):
+    """bf16 autocast keeps fp32 master weights and an fp32 loss: on a tiny model its loss curve stays within
+    0.03 (absolute, cross-entropy of about 0.7) of fp32's over 12 steps, while the runs are not identical."""
+    loader = make_loader(toy_data(4), bert_tokenizer, "text", batch_size=8, shuffle=True)
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        losses = []
+        train(lora_classifier(), loader, lr=1e-2, steps=12, precision=precision, progress=False,
+              on_step=lambda step, seconds, loss: losses.append(loss))
+        curves[precision] = losses
+    assert curves["fp32"] != curves["bf16"]  # bf16 did run: the products are rounded differently
+    assert max(abs(a - b) for a, b in zip(curves["fp32"], curves["bf16"])) < 0.03
+    assert curves["bf16"][-1] < curves["bf16"][0]  # and it learns
+
+
+def dropout_modules_in_training(model):
+    return {n for n, m in model.named_modules() if isinstance(m, nn.Dropout) and m.training}
+
+
+def test_dropout_in_a_frozen_base_is_off_by_default_and_on_when_the_base_trains(bert_tokenizer):
+    loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)
+    seen = {}
+
+    def watch(label, model):
+        return lambda step, seconds, loss: seen.setdefault(label, dropout_modules_in_training(model))
+
+    lora = lora_classifier()  # LoRA with dropout 0.1 on A's input: its own dropout stays on
+    _, stats = train(lora, loader, lr=1e-3, steps=2, on_step=watch("lora", lora), progress=False)
+    assert stats["base_dropout"] is False and seen["lora"] and all(".adapters." in n for n in seen["lora"])
+    on = lora_classifier()
+    _, stats = train(on, loader, lr=1e-3, steps=2, base_dropout=True, on_step=watch("on", on), progress=False)
+    assert stats["base_dropout"] is True and any(".adapters." not in n for n in seen["on"])
+    full = apply_finetune(Classifier(models.tiny_bert()))
+    _, stats = train(full, loader, lr=1e-3, steps=2, on_step=watch("full", full), progress=False)
+    assert stats["base_dropout"] is True and any(".adapters." not in n for n in seen["full"])
+
+
+def test_dropout_off_in_the_base_makes_a_frozen_base_deterministic(bert_tokenizer):
+    """With the base's dropout off, a LoRA model (no dropout of its own) computes the same loss twice on one batch
+    in train mode; with it on, not."""
+    batch = next(iter(make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)))
+    for base_dropout, same in ((False, True), (True, False)):
+        model = apply_lora(Classifier(models.tiny_bert(hidden_dropout_prob=0.5)), r=2)
+        train_module.set_train_mode(model, base_dropout)
+        losses = [model(**batch)["loss"].item() for _ in range(2)]
+        assert (losses[0] == losses[1]) is same

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minipeft import models
+from minipeft.lab import models
 
 
 @pytest.fixture(scope="module")

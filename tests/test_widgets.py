@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from minipeft import count_parameters
-from minipeft.adapters import adapter_parameter_count, apply_adapters
-from minipeft.lora import apply_lora, lora_parameter_count
-from minipeft.models import tiny_bert
-from minipeft.probing import Classifier, probe_parameter_count
-from minipeft.widgets import SizeExplorer
+from minipeft.lab.models import tiny_bert
+from minipeft.lab.widgets import SizeExplorer
+from minipeft.methods.bottleneck import apply_bottleneck, bottleneck_parameter_count
+from minipeft.methods.lora import apply_lora, lora_parameter_count
+from minipeft.methods.probing import Classifier, probe_parameter_count
 
 HEAD = probe_parameter_count(32, 2)
 BASE = count_parameters(Classifier(tiny_bert(), 2))["total"]
@@ -31,10 +31,10 @@ def test_slider_shows_the_measured_count_of_that_rank(r):
 
 
 def test_adapter_slider_and_file_size():
-    count = lambda r: adapter_parameter_count(2, 32, r, "houlsby") + HEAD  # noqa: E731
+    count = lambda r: bottleneck_parameter_count(2, 32, r, "houlsby") + HEAD  # noqa: E731
     explorer = SizeExplorer([2, 8], count, BASE - HEAD, name="bottleneck r")
     explorer.slider.value = 8
-    model = apply_adapters(Classifier(tiny_bert(), 2), r=8, placement="houlsby")
+    model = apply_bottleneck(Classifier(tiny_bert(), 2), r=8, placement="houlsby")
     assert explorer.numbers()["trainable"] == count_parameters(model)["trainable"]
     assert explorer.numbers()["file_bytes"] == 4 * count_parameters(model)["trainable"]
 
@@ -71,17 +71,21 @@ def test_train_button_trains_the_chosen_rank_and_shows_the_result():
 def test_sweep_accuracy_reads_compare_results(tmp_path):
     import json
 
-    from minipeft.compare import run_key
-    from minipeft.widgets import sweep_accuracy
-    key = lambda label, method, kw, seed: json.dumps([label, method, kw, None, 1e-3, seed], sort_keys=True)  # noqa: E731
+    from minipeft.lab.compare import run_key
+    from minipeft.lab.widgets import sweep_accuracy
+    def key(label, method, kw, seed, phase="final"):
+        return json.dumps([label, method, kw, None, 1e-3, seed, phase], sort_keys=True)
+
     results = {"runs": [
         {"key": key("LoRA r=2", "lora", {"r": 2}, 0), "test": 0.7},
         {"key": key("LoRA r=2", "lora", {"r": 2}, 1), "test": 0.8},
+        {"key": key("LoRA r=2", "lora", {"r": 2}, 0, "search"), "validation": 0.1},  # no test: left out
         {"key": key("LoRA r=8", "lora", {"r": 8}, 0), "test": 0.9},
-        {"key": key("Houlsby r=8", "adapter", {"r": 8, "placement": "houlsby"}, 0), "test": 0.6},
-        {"key": key("Pfeiffer r=8", "adapter", {"r": 8, "placement": "pfeiffer"}, 0), "test": 0.65},
+        {"key": key("Houlsby r=8", "bottleneck", {"r": 8, "placement": "houlsby"}, 0), "test": 0.6},
+        {"key": key("Pfeiffer r=8", "bottleneck", {"r": 8, "placement": "pfeiffer"}, 0), "test": 0.65},
     ]}
     assert sweep_accuracy(results, "lora", "r") == pytest.approx({2: 0.75, 8: 0.9})
-    assert sweep_accuracy(results, "adapter", "r", placement="pfeiffer") == {8: 0.65}
+    assert sweep_accuracy(results, "bottleneck", "r", placement="pfeiffer") == {8: 0.65}
     # the keys above are in compare.run_key's format
-    assert run_key({"label": "LoRA r=2", "method": "lora", "kwargs": {"r": 2}}, 1e-3, 0) == key("LoRA r=2", "lora", {"r": 2}, 0)
+    assert run_key({"label": "LoRA r=2", "method": "lora", "kwargs": {"r": 2}}, 1e-3, 0, "final") == \
+        key("LoRA r=2", "lora", {"r": 2}, 0)

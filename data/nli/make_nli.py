@@ -1,4 +1,5 @@
-"""Write data/nli/apple_nli.jsonl, the course's own small natural-language-inference set.
+"""Write minipeft/lab/apple_nli.jsonl, the course's own small natural-language-inference set (package data, read
+by minipeft.lab.data).
 
 Every item below was written by hand for this project (not taken from SNLI, MNLI, RTE or HANS). An item is a
 triple (premise, entailed hypothesis, not-entailed hypothesis), so every premise appears twice, once with each
@@ -278,7 +279,7 @@ def rows() -> list[dict]:
 
 
 if __name__ == "__main__":
-    path = Path(__file__).with_name("apple_nli.jsonl")
+    path = Path(__file__).resolve().parents[2] / "minipeft" / "lab" / "apple_nli.jsonl"
     with path.open("w", encoding="utf-8") as f:
         for row in rows():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,7 +1,7 @@
 """Checks for 00_setup."""
-from minipeft.course import ExerciseCheck
-from minipeft.data import load_task
-from minipeft.models import load_encoder
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.data import load_task
+from minipeft.lab.models import load_encoder
 
 
 def _embedding_params():

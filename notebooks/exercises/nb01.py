@@ -6,8 +6,8 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoConfig
 
-from minipeft.course import ExerciseCheck
-from minipeft.models import causal_lm_cache, causal_lm_tokenizer, tiny_llama
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import causal_lm_cache, causal_lm_tokenizer, tiny_llama
 
 
 def _lora_smollm2_params():

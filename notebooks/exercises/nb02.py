@@ -1,9 +1,9 @@
 """Checks for 02_probing."""
 import torch
 
-from minipeft.course import ExerciseCheck
-from minipeft.models import tiny_bert
-from minipeft.probing import Classifier, probe_parameter_count
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import tiny_bert
+from minipeft.methods.probing import Classifier, probe_parameter_count
 
 
 def _mean_pool_ok(function):

@@ -1,11 +1,11 @@
 """Checks for 03_fine_tuning."""
 import random
 
-from minipeft.course import ExerciseCheck
-from minipeft.finetune import apply_finetune
-from minipeft.models import load_encoder, tiny_bert
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import load_encoder, tiny_bert
+from minipeft.methods.finetune import apply_finetune
+from minipeft.methods.probing import Classifier
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier
 
 
 def _top3_params():

@@ -4,12 +4,12 @@ import copy
 import torch
 
 from minipeft.core import body
-from minipeft.course import ExerciseCheck
-from minipeft.models import load_encoder, tiny_bert
-from minipeft.p_tuning import apply_deep_prompts
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import load_encoder, tiny_bert
+from minipeft.methods.p_tuning import apply_deep_prompts
+from minipeft.methods.probing import Classifier
+from minipeft.methods.prompt_tuning import apply_prompt_tuning
 from minipeft.params import count_parameters
-from minipeft.probing import Classifier
-from minipeft.prompt_tuning import apply_prompt_tuning
 
 
 def _deep_prompt_params():

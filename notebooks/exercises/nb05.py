@@ -3,9 +3,9 @@ import json
 
 import torch
 
-from minipeft.course import ExerciseCheck
-from minipeft.models import causal_lm_cache
-from minipeft.prefix_tuning import prefix_tuning_parameter_count
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import causal_lm_cache
+from minipeft.methods.prefix_tuning import prefix_tuning_parameter_count
 
 
 def _smollm_sizes():

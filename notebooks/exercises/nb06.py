@@ -1,8 +1,8 @@
 """Checks for 06_adapter_tuning."""
 import torch
 
-from minipeft.adapters import Bottleneck, adapter_parameter_count
-from minipeft.course import ExerciseCheck
+from minipeft.lab.course import ExerciseCheck
+from minipeft.methods.bottleneck import Bottleneck, bottleneck_parameter_count
 
 
 def _bottleneck_ok(bottleneck) -> bool:
@@ -21,13 +21,13 @@ def _bottleneck_ok(bottleneck) -> bool:
 
 
 def _largest_r(budget=6 * 2 * 8 * (384 + 384)):
-    return max(r for r in range(1, 385) if adapter_parameter_count(6, 384, r, "pfeiffer") <= budget)
+    return max(r for r in range(1, 385) if bottleneck_parameter_count(6, 384, r, "pfeiffer") <= budget)
 
 
 CHECKS = {
     "bottleneck": ExerciseCheck(_bottleneck_ok, "h + (W_up @ relu(W_down @ h + b_down)) + b_up; with h as rows: "
                                                 "h + relu(h @ W_down.T + b_down) @ W_up.T + b_up"),
-    "smollm_houlsby_gate": ExerciseCheck(lambda a: int(a) == adapter_parameter_count(30, 576, 16, "houlsby", "gate"),
+    "smollm_houlsby_gate": ExerciseCheck(lambda a: int(a) == bottleneck_parameter_count(30, 576, 16, "houlsby", "gate"),
                                          "2 adapters per layer × 30 layers × (2dr + d + r + 1 gate)"),
     "pfeiffer_r_like_lora": ExerciseCheck(lambda a: int(a) == _largest_r(),
                                           "solve 6 · (2·384·r + 384 + r) ≤ 73,728 for the largest whole r"),

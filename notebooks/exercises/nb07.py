@@ -2,9 +2,9 @@
 import torch
 from transformers import AutoConfig
 
-from minipeft.course import ExerciseCheck
-from minipeft.lora import LoRA
-from minipeft.models import causal_lm_cache, encoder_path
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.models import causal_lm_cache, encoder_path
+from minipeft.methods.lora import LoRA
 
 MINILM_PARAMS = 22_713_216  # all-MiniLM-L6-v2's parameter count (asserted in 00_setup)
 

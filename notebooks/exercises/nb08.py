@@ -1,7 +1,7 @@
 """Checks for 08_comparison. Each answer comes paired with the summary rows it was computed from
 (the committed results, or a QUICK run), so the checks hold for whatever numbers the notebook shows."""
-from minipeft.course import ExerciseCheck
-from minipeft.plots import pareto_frontier
+from minipeft.lab.course import ExerciseCheck
+from minipeft.lab.plots import pareto_frontier
 
 FULL_MODEL_MB = 22_713_216 * 4 / 2**20  # MiniLM in fp32
 

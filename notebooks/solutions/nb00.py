@@ -1,6 +1,6 @@
 """Solutions for 00_setup's exercises."""
-from minipeft.data import load_task
-from minipeft.models import load_encoder
+from minipeft.lab.data import load_task
+from minipeft.lab.models import load_encoder
 
 _config = load_encoder()[0].config
 ANSWERS = {

@@ -1,5 +1,5 @@
 """Solutions for 03_fine_tuning's exercises."""
-from minipeft.models import load_encoder
+from minipeft.lab.models import load_encoder
 
 _c = load_encoder()[0].config
 _d, _f, _L = _c.hidden_size, _c.intermediate_size, _c.num_hidden_layers

@@ -1,7 +1,7 @@
 """Solutions for 04_prompt_tuning's exercises."""
 import torch
 
-from minipeft.models import load_encoder
+from minipeft.lab.models import load_encoder
 
 _c = load_encoder()[0].config
 _d, _L = _c.hidden_size, _c.num_hidden_layers

@@ -1,7 +1,8 @@
 """Solutions for 08_comparison, computed from the summary rows (here: the example rows the checks are tested on;
 in the notebook, pass the notebook's `summary`)."""
 from exercises.nb08 import _EXAMPLE, FULL_MODEL_MB
-from minipeft.plots import pareto_frontier
+
+from minipeft.lab.plots import pareto_frontier
 
 summary = _EXAMPLE
 full = next(r for r in summary if r["label"] == "full fine-tuning")["test_mean"]

@@ -22,8 +22,7 @@ References: Howard & Ruder 2018, "Universal Language Model Fine-tuning" (ULMFiT)
 """
 from torch import nn
 
-from .core import body, mark_trainable, pretrained_model
-from .saving import configs, record_config
+from ..core import body, check_new_adapter, mark_trainable, pretrained_model, record_config
 
 
 def layer_stack(model) -> nn.ModuleList:
@@ -37,11 +36,11 @@ def layer_stack(model) -> nn.ModuleList:
 
 def embedding_layer(model) -> nn.Module:
     """BERT's `embeddings` block (word, position, token type, LayerNorm); Llama's `embed_tokens`."""
-    core = body(model)
-    return core.embeddings if hasattr(core, "embeddings") else core.get_input_embeddings()
+    transformer = body(model)
+    return transformer.embeddings if hasattr(transformer, "embeddings") else transformer.get_input_embeddings()
 
 
-def frozen_parameters(model, top_k, freeze_embeddings) -> set:
+def frozen_parameters(model, top_k, freeze_embeddings) -> set[int]:
     """ids of the parameters that stay frozen."""
     frozen = []
     if freeze_embeddings or top_k is not None:
@@ -53,14 +52,13 @@ def frozen_parameters(model, top_k, freeze_embeddings) -> set:
 
 
 def apply_finetune(model, top_k: int | None = None, freeze_embeddings: bool = False, name: str = "default"):
-    """Make every parameter trainable, or only the top `top_k` layers and above, or all but the embeddings."""
+    """Make every parameter trainable, or only the top `top_k` layers and above, or all but the embeddings.
+    Raises ValueError for a top_k outside [1, layers] or a name in use; the model is then unchanged."""
     n_layers = pretrained_model(model).config.num_hidden_layers
     if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= n_layers):
         raise ValueError(f"top_k must be an integer in [1, {n_layers}] (this model has {n_layers} layers), "
                          f"or None to train all of them; got {top_k!r}")
-    if name in configs(model):
-        raise ValueError(f"{name!r} was already applied to this model ({configs(model)[name]['method']}); "
-                         f"pass another name=... or start from a fresh copy of the base model")
+    check_new_adapter(model, name)
     frozen = frozen_parameters(model, top_k, freeze_embeddings)
     record_config(model, name, "finetune", top_k=top_k, freeze_embeddings=freeze_embeddings)
     mark_trainable(model, lambda n, p: id(p) not in frozen)

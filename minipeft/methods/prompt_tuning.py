@@ -32,9 +32,8 @@ Trainable parameters: k · d.
 import torch
 from torch import nn
 
-from .core import body, check_new_adapter, hooked_layer, pretrained_model, set_adapter, train_adapters_only
-from .saving import record_config
-from .virtual_tokens import VirtualTokenLayer, as_kwargs, check_k
+from ..core import body, check_new_adapter, check_positive_int, hooked_layer, pretrained_model, record_and_activate
+from .virtual_tokens import VirtualTokenLayer, as_kwargs
 
 INITS = ("random", "vocab", "text")
 DEFAULT_K = 8  # virtual tokens when k=None and the init is not a text
@@ -55,9 +54,10 @@ class SoftPrompt(nn.Module):
 class PromptLayer(VirtualTokenLayer):
     """Hooked on the transformer body: puts each row's prompt in front of its token embeddings."""
 
-    def insert(self, core, kw, names):
+    def insert(self, transformer, kw, names):
+        """input_ids → inputs_embeds with each row's prompt in front (token types: segment 0 for the prompt)."""
         ids = kw.pop("input_ids", None)
-        embeds = core.get_input_embeddings()(ids) if ids is not None else kw["inputs_embeds"]
+        embeds = transformer.get_input_embeddings()(ids) if ids is not None else kw["inputs_embeds"]
         prompts = self.stacked(names).to(embeds.dtype)
         kw["inputs_embeds"] = torch.cat([prompts, embeds], 1)
         types = kw.get("token_type_ids")
@@ -77,15 +77,16 @@ class PromptLayer(VirtualTokenLayer):
 
 def prompt_layer(model) -> PromptLayer:
     """The PromptLayer on the model's transformer body, hooked in the first time (and on a causal LM's labels)."""
-    core, top = body(model), pretrained_model(model)
-    fresh = "prompts" not in core._modules
-    layer = hooked_layer(core, "prompts", PromptLayer)
-    if fresh and top is not core:
+    transformer, top = body(model), pretrained_model(model)
+    fresh = "prompts" not in transformer._modules
+    layer = hooked_layer(transformer, "prompts", PromptLayer)
+    if fresh and top is not transformer:
         top.register_forward_pre_hook(layer.pad_labels, with_kwargs=True)
     return layer
 
 
-def text_token_ids(text, tokenizer, vocab_size: int) -> list:
+def text_token_ids(text, tokenizer, vocab_size: int) -> list[int]:
+    """The token ids of init='text': `text` tokenized (no special tokens), or `text` itself if it is a list of ids."""
     if isinstance(text, str):
         if tokenizer is None:
             raise ValueError("init='text' with a string needs tokenizer=... (or pass the token ids as a list)")
@@ -96,6 +97,7 @@ def text_token_ids(text, tokenizer, vocab_size: int) -> list:
 
 
 def initial_prompt(table: torch.Tensor, k: int, init: str, token_ids) -> torch.Tensor:
+    """A (k, d) starting prompt from the embedding table: random N(0, std(E)²), k random rows, or the text's rows."""
     if init == "random":
         return torch.randn(k, table.shape[1], device=table.device, dtype=table.dtype) * table.std()
     ids = torch.randint(0, table.shape[0], (k,)) if init == "vocab" else torch.tensor(token_ids)
@@ -104,7 +106,10 @@ def initial_prompt(table: torch.Tensor, k: int, init: str, token_ids) -> torch.T
 
 def apply_prompt_tuning(model, k: int | None = None, init: str = "random", text=None, tokenizer=None,
                         name: str = "default"):
-    """Add a k × d soft prompt `name` in front of every input; freeze the rest (head excepted)."""
+    """Add a k × d soft prompt `name` in front of every input; freeze the rest (head excepted).
+
+    init: "random", "vocab" or "text" (then text= a string with tokenizer=..., or a list of token ids; k=None takes
+    the text's length). Raises ValueError for a bad k, init or text, or a name in use (model unchanged)."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
     if (text is not None) != (init == "text"):
@@ -114,13 +119,10 @@ def apply_prompt_tuning(model, k: int | None = None, init: str = "random", text=
     if token_ids is not None and k is not None and k != len(token_ids):
         raise ValueError(f"the text has {len(token_ids)} tokens but k={k}: leave k=None to take the text's length")
     k = len(token_ids) if token_ids is not None else (DEFAULT_K if k is None else k)
-    check_k(k)
+    check_positive_int(k, "the number of virtual tokens k")
     check_new_adapter(model, name)
     prompt_layer(model).adapters[name] = SoftPrompt(initial_prompt(table, k, init, token_ids))
-    record_config(model, name, "prompt_tuning", k=k, init=init, text=token_ids)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+    return record_and_activate(model, name, "prompt_tuning", k=k, init=init, text=token_ids)
 
 
 def prompt_tuning_parameter_count(k: int, d: int) -> int:

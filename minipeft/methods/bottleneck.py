@@ -22,13 +22,11 @@ BERT's dropout, which is the identity at evaluation. Trainable parameters, per a
 import torch
 from torch import nn
 
-from .core import (AdapterLayer, check_new_adapter, find_modules, pretrained_model, replace_module, set_adapter,
-                   train_adapters_only, unwrap)
-from .saving import record_config
+from ..core import (BERT_ATTENTION_OUTPUT, BERT_FFN_OUTPUT, AdapterLayer, check_new_adapter, check_positive_int,
+                    find_modules, pretrained_model, record_and_activate, unwrap, wrapped)
 
-BERT_FFN_OUT, BERT_ATTENTION_OUT = r"re:.*layer\.\d+\.output\.dense", r"re:.*attention\.output\.dense"
 PLACEMENTS = {  # model_type -> placement -> linears whose output goes through an adapter
-    "bert": {"houlsby": [BERT_ATTENTION_OUT, BERT_FFN_OUT], "pfeiffer": [BERT_FFN_OUT]},
+    "bert": {"houlsby": [BERT_ATTENTION_OUTPUT, BERT_FFN_OUTPUT], "pfeiffer": [BERT_FFN_OUTPUT]},
     "llama": {"houlsby": ["o_proj", "down_proj"], "pfeiffer": ["down_proj"]},
 }
 FUSIONS, INITS = ("add", "gate"), ("zeros", "normal")
@@ -68,8 +66,7 @@ class BottleneckLayer(AdapterLayer):
 
 
 def check_arguments(r, d, placement, fusion, activation, init, init_scale):
-    if not isinstance(r, int) or r <= 0:
-        raise ValueError(f"the bottleneck size r must be a positive integer, not {r!r}")
+    check_positive_int(r, "the bottleneck size r")
     if r > d:
         raise ValueError(f"bottleneck larger than the hidden size: r={r} > d={d}. An adapter compresses: "
                          f"pick r < {d}, e.g. d/16 = {max(1, d // 16)}")
@@ -82,37 +79,35 @@ def check_arguments(r, d, placement, fusion, activation, init, init_scale):
                          f"init='zeros' starts W_up at exactly 0")
 
 
-def placement_targets(model, placement: str) -> list:
+def placement_targets(model, placement: str) -> list[str]:
+    """The linears after which `placement` puts an adapter, for the model's family (config.model_type)."""
     family = pretrained_model(model).config.model_type
     if family not in PLACEMENTS:
         raise ValueError(f"no adapter placements known for model_type {family!r}; known: {sorted(PLACEMENTS)}")
     return PLACEMENTS[family][placement]
 
 
-def apply_adapters(model, r: int = 16, placement: str = "pfeiffer", fusion: str = "add", activation: str = "relu",
-                   init: str = "zeros", init_scale: float | None = None, name: str = "default"):
+def apply_bottleneck(model, r: int = 16, placement: str = "pfeiffer", fusion: str = "add", activation: str = "relu",
+                     init: str = "zeros", init_scale: float | None = None, name: str = "default"):
     """Put a bottleneck adapter `name` after each linear of the placement; freeze the rest (head excepted).
-    init="zeros": W_up = 0 (the model starts as the base); init="normal": W_up ~ N(0, init_scale or 1e-2)."""
+
+    init="zeros": W_up = 0 (the model starts as the base); init="normal": W_up ~ N(0, init_scale or 1e-2).
+    Raises ValueError for a bad size or option, an unknown model family, or a name in use (model unchanged)."""
     d = pretrained_model(model).config.hidden_size
     check_arguments(r, d, placement, fusion, activation, init, init_scale)
     found = find_modules(model, placement_targets(model, placement))
     check_new_adapter(model, name)
     sigma = (init_scale or 1e-2) if init == "normal" else 0.0
     for module_name, module in found:
-        if not isinstance(module, BottleneckLayer):
-            module = BottleneckLayer(module)
-            replace_module(model, module_name, module)
-        linear = unwrap(module)
+        layer, linear = wrapped(model, module_name, module, BottleneckLayer), unwrap(module)
         adapter = Bottleneck(linear.out_features, r, activation, fusion == "gate", sigma)
-        module.adapters[name] = adapter.to(linear.weight.device, linear.weight.dtype)
-    record_config(model, name, "adapter", r=r, placement=placement, fusion=fusion, activation=activation,
-                  init=init, init_scale=init_scale)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+        layer.adapters[name] = adapter.to(linear.weight.device, linear.weight.dtype)
+    return record_and_activate(model, name, "bottleneck", r=r, placement=placement, fusion=fusion,
+                               activation=activation, init=init, init_scale=init_scale)
 
 
-def adapter_parameter_count(num_layers: int, d: int, r: int, placement: str = "pfeiffer", fusion: str = "add") -> int:
+def bottleneck_parameter_count(num_layers: int, d: int, r: int, placement: str = "pfeiffer",
+                               fusion: str = "add") -> int:
     """Closed form: (2dr + d + r [+ 1 gate]) per adapter module; 2 modules per layer (Houlsby) or 1 (Pfeiffer)."""
     per_module = 2 * d * r + d + r + (1 if fusion == "gate" else 0)
     return num_layers * (2 if placement == "houlsby" else 1) * per_module

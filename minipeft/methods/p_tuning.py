@@ -31,10 +31,9 @@ that layer's MLP — the same mechanism as the input prompt, applied at every de
 import torch
 from torch import nn
 
-from .core import AdapterLayer, body, check_new_adapter, find_modules, hooked_layer, set_adapter, train_adapters_only
+from ..core import (AdapterLayer, body, check_new_adapter, check_positive_int, find_modules, hooked_layer,
+                    names_per_row, record_and_activate)
 from .prompt_tuning import SoftPrompt, initial_prompt, prompt_layer
-from .saving import record_config
-from .virtual_tokens import check_k
 
 ENCODERS = ("mlp", "lstm")
 LAYER_LIST = r"re:(.*\.)?layers?\.\d+"  # BERT encoder.layer.N, Llama model.layers.N
@@ -58,22 +57,20 @@ class PromptEncoder(nn.Module):
 
 
 def apply_p_tuning(model, k: int = 8, encoder: str = "mlp", hidden: int = 128, name: str = "default"):
-    """Add a P-tuning prompt `name`: k virtual tokens made by a prompt encoder; freeze the rest (head excepted)."""
-    check_k(k)
+    """Add a P-tuning prompt `name`: k virtual tokens made by a prompt encoder ("mlp" or "lstm", `hidden` wide);
+    freeze the rest (head excepted). Raises ValueError for a bad k, encoder or width, or a name in use."""
+    check_positive_int(k, "the number of virtual tokens k")
     if encoder not in ENCODERS:
         raise ValueError(f"unknown prompt encoder {encoder!r}; choose one of {list(ENCODERS)}")
-    if not isinstance(hidden, int) or hidden <= 0:
-        raise ValueError(f"hidden (the prompt encoder's width) must be a positive integer, not {hidden!r}")
+    check_positive_int(hidden, "hidden (the prompt encoder's width)")
     check_new_adapter(model, name)
     table = body(model).get_input_embeddings().weight
     prompt_layer(model).adapters[name] = PromptEncoder(k, table.shape[1], hidden, encoder).to(table.device)
-    record_config(model, name, "p_tuning", k=k, encoder=encoder, hidden=hidden)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+    return record_and_activate(model, name, "p_tuning", k=k, encoder=encoder, hidden=hidden)
 
 
 def p_tuning_parameter_count(k: int, d: int, hidden: int, encoder: str = "mlp") -> int:
+    """Closed form of the prompt encoder's parameters (see the module docstring)."""
     h = hidden
     if encoder == "mlp":
         return k * h + (h * h + h) + (h * d + d)
@@ -89,8 +86,9 @@ class DeepPromptLayer(AdapterLayer):
         self.index = index
 
     def pre_hook(self, layer, args, kwargs):
+        """Runs before transformer layer `index`: overwrite the k virtual positions of the rows this layer serves."""
         hidden = args[0] if args else kwargs["hidden_states"]
-        names = [self.active] * hidden.shape[0] if isinstance(self.active, str) else list(self.active or [])
+        names = names_per_row(self.active, hidden.shape[0])
         held = [n for n in names if n in self.adapters]
         cache = kwargs.get("past_key_values")
         if not held or (cache is not None and cache.get_seq_length(self.index) > 0):
@@ -102,8 +100,9 @@ class DeepPromptLayer(AdapterLayer):
 
 
 def apply_deep_prompts(model, k: int = 8, name: str = "default"):
-    """Add deep prompt `name`: k vectors at the input and k vectors at each following layer (L·k·d in all)."""
-    check_k(k)
+    """Add deep prompt `name`: k vectors at the input and k vectors at each following layer (L·k·d in all).
+    Raises ValueError for a bad k or a name in use (model unchanged)."""
+    check_positive_int(k, "the number of virtual tokens k")
     layers = find_modules(model, LAYER_LIST, kind=nn.Module)
     check_new_adapter(model, name)
     table = body(model).get_input_embeddings().weight.detach()
@@ -112,10 +111,7 @@ def apply_deep_prompts(model, k: int = 8, name: str = "default"):
         if index > 0:  # layer 0 reads the input prompt
             deep = hooked_layer(layer, "deep_prompts", lambda i=index: DeepPromptLayer(i))
             deep.adapters[name] = SoftPrompt(initial_prompt(table, k, "random", None))
-    record_config(model, name, "deep_prompt", k=k)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+    return record_and_activate(model, name, "deep_prompt", k=k)
 
 
 def deep_prompt_parameter_count(k: int, d: int, layers: int) -> int:

@@ -32,7 +32,8 @@ def asset_path(package: str, *parts: str) -> Path:
     module, _ = ASSET_PACKAGES[package]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingAssetError(f"the package {package!r} is not installed. Install it with:\n  {install_command(package)}")
+        raise MissingAssetError(f"the package {package!r} is not installed. Install it with:\n  "
+                                f"{install_command(package)}")
     path = Path(list(spec.submodule_search_locations)[0], *parts)
     if not path.exists():
         raise MissingAssetError(f"{path} is missing from the installed {package!r}. Reinstall it with:\n  "

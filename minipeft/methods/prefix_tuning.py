@@ -32,12 +32,11 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from .core import body, check_new_adapter, hooked_layer, set_adapter, train_adapters_only
-from .saving import record_config
-from .virtual_tokens import VirtualTokenLayer, check_k
+from ..core import body, check_new_adapter, check_positive_int, hooked_layer, record_and_activate, record_config
+from .virtual_tokens import VirtualTokenLayer
 
 
-def kv_sizes(config) -> tuple:
+def kv_sizes(config) -> tuple[int, int, int]:
     """(layers L, key-value heads, head_dim) of a BERT or Llama config."""
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -71,7 +70,8 @@ class PrefixLayer(VirtualTokenLayer):
     """Hooked on the transformer body: hands it a cache that starts with each row's prefix."""
     in_input = False  # the k positions live only in the cache
 
-    def insert(self, core, kw, names):
+    def insert(self, transformer, kw, names):
+        """Hand the body a cache that holds each row's prefix keys and values (with a mask to extend)."""
         kv = self.stacked(names)  # (batch, 2, L, kv_heads, k, head_dim)
         x = kw["input_ids"] if kw.get("input_ids") is not None else kw["inputs_embeds"]
         if kw.get("attention_mask") is None:  # make_room needs a mask to put the k ones in front of
@@ -84,24 +84,23 @@ class PrefixLayer(VirtualTokenLayer):
 
 
 def apply_prefix_tuning(model, k: int = 8, reparam_hidden: int | None = None, name: str = "default"):
-    """Add a k-token prefix `name` to the keys and values of every layer; freeze the rest (head excepted)."""
-    check_k(k)
-    if reparam_hidden is not None and (not isinstance(reparam_hidden, int) or reparam_hidden <= 0):
-        raise ValueError(f"reparam_hidden, the MLP's hidden size, must be a positive integer or None, "
-                         f"not {reparam_hidden!r}")
+    """Add a k-token prefix `name` to the keys and values of every layer; freeze the rest (head excepted).
+    reparam_hidden=h trains the prefix through an MLP of width h (fold_prefix removes it after training).
+    Raises ValueError for a bad k or width, or a name in use (model unchanged)."""
+    check_positive_int(k, "the number of virtual tokens k")
+    if reparam_hidden is not None:
+        check_positive_int(reparam_hidden, "reparam_hidden (the MLP's hidden size, or None)")
     check_new_adapter(model, name)
-    core = body(model)
-    prefix = Prefix(k, core.config, reparam_hidden).to(core.get_input_embeddings().weight.device)
-    hooked_layer(core, "prefixes", PrefixLayer).adapters[name] = prefix
-    record_config(model, name, "prefix_tuning", k=k, reparam_hidden=reparam_hidden)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+    transformer = body(model)
+    prefix = Prefix(k, transformer.config, reparam_hidden).to(transformer.get_input_embeddings().weight.device)
+    hooked_layer(transformer, "prefixes", PrefixLayer).adapters[name] = prefix
+    return record_and_activate(model, name, "prefix_tuning", k=k, reparam_hidden=reparam_hidden)
 
 
 @torch.no_grad()
 def fold_prefix(model, name: str = "default"):
-    """Replace the MLP of a reparameterised prefix by the table it produces (outputs unchanged)."""
+    """Replace the MLP of a reparameterised prefix by the table it produces (outputs unchanged). Raises KeyError
+    when the model has no prefix `name`."""
     layer = body(model)._modules.get("prefixes")
     if layer is None or name not in layer.adapters:
         raise KeyError(f"no prefix named {name!r} on this model")

@@ -68,10 +68,13 @@ class SizeExplorer:
 
 def sweep_accuracy(results: dict, method: str, size_key: str, **where) -> dict:
     """{size: test accuracy} from a compare.py results file, e.g. (rank_sweep, "lora", "r") → {1: 0.71, ...}.
-    `where` keeps runs whose other kwargs match (placement="pfeiffer"); with several seeds, their mean."""
+    `where` keeps runs whose other kwargs match (placement="pfeiffer"); with several seeds, their mean. Only final
+    runs have a test accuracy (a key without a phase is from before the search existed: all its runs are final)."""
     found = {}
     for run in results["runs"]:
-        _, run_method, kwargs, _, _, _ = json.loads(run["key"])
+        _, run_method, kwargs, _, _, _, *phase = json.loads(run["key"])
+        if phase == ["search"]:
+            continue
         if run_method == method and size_key in kwargs and all(kwargs.get(k) == v for k, v in where.items()):
             found.setdefault(kwargs[size_key], []).append(run["test"])
     return {size: sum(accs) / len(accs) for size, accs in sorted(found.items())}

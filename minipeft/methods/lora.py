@@ -22,8 +22,8 @@ import math
 import torch
 from torch import nn
 
-from .core import AdapterLayer, check_new_adapter, find_modules, replace_module, set_adapter, train_adapters_only
-from .saving import record_config
+from ..core import (AdapterLayer, check_new_adapter, check_positive_int, find_modules, record_and_activate, unwrap,
+                    wrapped)
 
 
 class LoRA(nn.Module):
@@ -50,7 +50,15 @@ class LoRALinear(AdapterLayer):
         super().__init__()
         self.base, self.merged = base, None
 
-    def weight_of(self, name: str, x: torch.Tensor):
+    @torch.no_grad()
+    def remove(self, name: str) -> None:
+        """Delete adapter `name`, taking it out of W first if it is the merged one."""
+        if self.merged == name:
+            self.base.weight -= self.adapters[name].delta_weight()
+            self.merged = None
+        super().remove(name)
+
+    def coefficient(self, name: str, x: torch.Tensor):
         """How much of adapter `name` to add: 1 if active, 0 if not, a row mask in a mixed batch;
         minus 1 if it is already merged into W (so disabling a merged adapter still gives the base model)."""
         want = self.row_mask(name, x) if isinstance(self.active, list) else float(self.active == name)
@@ -59,35 +67,34 @@ class LoRALinear(AdapterLayer):
     def forward(self, x):
         y = self.base(x)
         for name, lora in self.adapters.items():
-            w = self.weight_of(name, x)
-            if torch.is_tensor(w):
-                y = y + w * lora(x)
-            elif w != 0:
-                y = torch.add(y, lora(x), alpha=w)  # y + w·lora(x) in one operation (w is usually 1)
+            c = self.coefficient(name, x)
+            if torch.is_tensor(c):
+                y = y + c * lora(x)
+            elif c != 0:
+                y = torch.add(y, lora(x), alpha=c)  # y + c·lora(x) in one operation (c is usually 1)
         return y
 
 
 def apply_lora(model, targets=("query", "value"), r: int = 8, alpha: float = 16, dropout: float = 0.0,
                name: str = "default"):
-    """Wrap every target nn.Linear in a LoRALinear with a new adapter `name`; freeze the rest (head excepted)."""
-    if not isinstance(r, int) or r <= 0:
-        raise ValueError(f"LoRA rank r must be a positive integer, not {r!r}")
+    """Wrap every target nn.Linear in a LoRALinear with a new adapter `name`; freeze the rest (head excepted).
+
+    targets: module names (see core.find_modules); alpha: the update is scaled by alpha / r; dropout: on the
+    input of A. Raises ValueError for a rank that is not a positive integer, a target that matches nothing, or a
+    name in use; the model is then unchanged."""
+    check_positive_int(r, "LoRA rank r")
     found = find_modules(model, targets)
     check_new_adapter(model, name)
     for module_name, module in found:
-        if not isinstance(module, LoRALinear):
-            module = LoRALinear(module)
-            replace_module(model, module_name, module)
-        lin = module.base
-        module.adapters[name] = LoRA(lin.in_features, lin.out_features, r, alpha, dropout).to(lin.weight.device, lin.weight.dtype)
-    record_config(model, name, "lora", targets=list([targets] if isinstance(targets, str) else targets),
-                  r=r, alpha=alpha, dropout=dropout)
-    train_adapters_only(model)
-    set_adapter(model, name)
-    return model
+        layer, linear = wrapped(model, module_name, module, LoRALinear), unwrap(module)
+        layer.adapters[name] = LoRA(linear.in_features, linear.out_features, r, alpha, dropout).to(
+            linear.weight.device, linear.weight.dtype)
+    return record_and_activate(model, name, "lora", targets=[targets] if isinstance(targets, str) else list(targets),
+                               r=r, alpha=alpha, dropout=dropout)
 
 
-def lora_layers(model):
+def lora_layers(model) -> list[LoRALinear]:
+    """Every LoRALinear inside `model`."""
     return [m for m in model.modules() if isinstance(m, LoRALinear)]
 
 

@@ -2,17 +2,21 @@
 
 QUICK mode (environment variable MINIPEFT_QUICK=1) shrinks data and training steps so that CI can execute
 every notebook in a few minutes; the committed notebooks carry the outputs of a full run.
+
+The committed results (data/results/) and the notebooks live in the repository, not in the installed package:
+`ROOT` is the checkout this package sits in, or $MINIPEFT_ROOT, and `load_results` says what to do when it is
+not there.
 """
 import json
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("MINIPEFT_ROOT") or Path(__file__).resolve().parents[2])
 RESULTS = ROOT / "data" / "results"
-SOLUTIONS = ROOT / "notebooks" / "solutions"
 
 
 def quick() -> bool:
+    """Whether QUICK mode is on (MINIPEFT_QUICK set to anything but 0 / false)."""
     return os.environ.get("MINIPEFT_QUICK", "0") not in ("", "0", "false", "False")
 
 
@@ -24,6 +28,9 @@ def pick(full, quick_value):
 def load_results(name: str):
     """A committed benchmark result from data/results/ (the heavy sweeps the notebooks do not re-run)."""
     path = RESULTS / name
+    if not RESULTS.is_dir():
+        raise FileNotFoundError(f"{RESULTS} does not exist: the committed results live in the minipeft repository. "
+                                f"Run from a clone of it, or set MINIPEFT_ROOT=/path/to/the/clone")
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `make bench` (hours) or pull the committed results")
     return json.loads(path.read_text())
@@ -47,3 +54,13 @@ class ExerciseCheck:
             ok, hint = False, f"{hint} ({type(error).__name__}: {error})"
         print("✅ Correct!" if ok else f"❌ Not yet. Hint: {hint}")
         return ok
+
+
+def threads() -> int:
+    """How many threads torch should use: $MINIPEFT_THREADS if set, else the physical cores this process may run
+    on (more threads than cores only fight each other for them). The one place the course decides it."""
+    if os.environ.get("MINIPEFT_THREADS"):
+        return max(1, int(os.environ["MINIPEFT_THREADS"]))
+    import psutil
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(psutil.cpu_count(logical=False) or usable or 1, usable or 1))

@@ -1,0 +1,239 @@
+"""Plots for comparing methods: accuracy against trainable parameters, training curves, time and memory, and a
+map of *where* in the model a method trains.
+
+    accuracy ┤            ●──────●          the Pareto frontier: the methods no other method beats on both
+             │      ●────╯  ○                counts (fewer parameters AND higher accuracy). Everything under
+             │  ●──╯    ○        ○           it is dominated: some method is as good for fewer parameters.
+             └──┬─────┬─────┬─────┬──▶ trainable parameters (log scale)
+               1e3   1e4   1e5   1e7
+
+Every function takes plain data (compare.py's summary rows, train.py's histories) or a model, draws on a given
+matplotlib Axes (or a new figure) and returns it; nothing is shown, so it works headless (Agg) as well.
+"""
+import math
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations")
+
+
+def pareto_frontier(points) -> list:
+    """The (parameters, accuracy) points no other point dominates (≤ parameters and ≥ accuracy, better in
+    one), sorted by parameters. Walking from the fewest parameters, a point is kept only if it is more accurate
+    than every point before it."""
+    frontier = []
+    for params, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not frontier or accuracy > frontier[-1][1]:
+            frontier.append((params, accuracy))
+    return frontier
+
+
+FAMILIES = {  # method → (family, colour, marker): one colour and one marker per family in every figure
+    "probe": ("probes", "tab:gray", "o"), "finetune": ("fine-tuning", "black", "s"),
+    "bitfit": ("BitFit", "tab:brown", "D"), "prompt_tuning": ("prompts and prefixes", "tab:purple", "^"),
+    "p_tuning": ("prompts and prefixes", "tab:purple", "^"), "deep_prompt": ("prompts and prefixes", "tab:purple", "^"),
+    "prefix_tuning": ("prompts and prefixes", "tab:purple", "^"),
+    "bottleneck": ("bottleneck adapters", "tab:green", "v"), "lora": ("LoRA", "tab:blue", "P"),
+    "ia3": ("(IA)³", "tab:orange", "X"),
+}
+
+
+def family(method: str) -> tuple[str, str, str]:
+    """(family name, colour, marker) of a method (a key of minipeft.METHODS)."""
+    return FAMILIES.get(method, (method, "tab:red", "*"))
+
+
+def new_axes(ax, size=(7, 4.5)):
+    """`ax`, or the axes of a new figure of `size` inches."""
+    return ax if ax is not None else plt.subplots(figsize=size, layout="constrained")[1]
+
+
+def family_legend(ax, methods, **where) -> None:
+    """A legend with one entry per family among `methods`, outside the data (right of the axes by default)."""
+    seen = {}
+    for m in methods:
+        name, colour, marker = family(m)
+        seen.setdefault(name, plt.Line2D([], [], color=colour, marker=marker, linestyle="", label=name))
+    ax.legend(handles=list(seen.values()), **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8}
+                                               | where))
+
+
+def place_labels(ax, xs, ys, labels, fontsize=7) -> list:
+    """Write each label next to its point where it overlaps no label already written (greedy: tries 8 places
+    around the point, nearest first). Returns the text objects."""
+    ax.figure.canvas.draw()  # sizes in pixels need a rendered figure
+    renderer, placed, texts = ax.figure.canvas.get_renderer(), [], []
+    offsets = [(5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (-5, 10), (5, -16), (-5, -16)]
+    for x, y, label in sorted(zip(xs, ys, labels), key=lambda t: (t[0], t[1])):
+        for dx, dy in offsets:
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                               ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed) or (dx, dy) == offsets[-1]:
+                placed.append(box)
+                texts.append(text)
+                break
+            text.remove()
+    return texts
+
+
+def plot_accuracy_vs_params(summary, ax=None):
+    """Test accuracy (mean ± std over seeds, %) against trainable parameters, one colour and marker per family,
+    the Pareto frontier drawn through, labels placed so they do not collide."""
+    ax = new_axes(ax)
+    rows = [r for r in summary if r.get("trainable_params")]
+    for row in rows:
+        _, colour, marker = family(row["method"])
+        ax.errorbar(row["trainable_params"], 100 * row["test_mean"], yerr=100 * row["test_std"], fmt=marker,
+                    color=colour, capsize=2, markersize=6)
+    front = pareto_frontier([(r["trainable_params"], 100 * r["test_mean"]) for r in rows])
+    if front:
+        ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=0.8, label="Pareto frontier")
+    ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)",
+           title="Accuracy vs. trainable parameters")
+    ax.grid(alpha=0.3)
+    family_legend(ax, [r["method"] for r in rows])
+    place_labels(ax, [r["trainable_params"] for r in rows], [100 * r["test_mean"] for r in rows],
+                 [r["label"] for r in rows])
+    return ax
+
+
+def plot_paired_differences(summary, ax=None, reference="full fine-tuning", margins=(-0.3, -2.0)):
+    """Each method's test accuracy minus the reference's on the same test examples (points) with the 95 % paired
+    bootstrap interval (bars), in points; dotted lines at the target margins."""
+    rows = sorted((r for r in summary if r.get("vs_reference")), key=lambda r: r["vs_reference"]["difference"])
+    ax = new_axes(ax, size=(7, 0.28 * len(rows) + 1.2))
+    for i, row in enumerate(rows):
+        gap, (_, colour, marker) = row["vs_reference"], family(row["method"])
+        ax.errorbar(100 * gap["difference"], i, xerr=[[100 * (gap["difference"] - gap["low"])],
+                                                        [100 * (gap["high"] - gap["difference"])]],
+                    fmt=marker, color=colour, capsize=2)
+    ax.axvline(0, color="black", linewidth=0.8)
+    for margin in margins:
+        ax.axvline(margin, color="tab:red", linestyle=":", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=7)
+    ax.set(xlabel=f"test accuracy − {reference} (points, 95 % paired interval)", title=f"Against {reference}")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_histories(histories: dict, key="metric", ax=None, x="step"):
+    """One curve per {label: history}: validation accuracy ("metric") or training loss ("loss") against the
+    step (or the epoch, x="epoch"); the legend outside the data."""
+    ax = new_axes(ax)
+    for label, history in histories.items():
+        ax.plot([h[x] for h in history], [h[key] for h in history], marker=".", label=label)
+    ax.set(xlabel=x, ylabel="validation accuracy" if key == "metric" else "training loss", title="Training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def plot_costs(summary, axes=None):
+    """Two bar charts: seconds per training step, and memory split into weights, gradients, AdamW's state and
+    saved activations (see measure.py). Rows need label, seconds_per_step and memory_mb."""
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 0.3 * len(summary) + 1.5),
+                                                      layout="constrained")[1]
+    y = np.arange(len(summary))
+    axes[0].barh(y, [r["seconds_per_step"] for r in summary], color="tab:blue")
+    axes[0].set(xlabel="seconds per step (median)", title="Time")
+    left = np.zeros(len(summary))
+    for part in MEMORY_PARTS:
+        sizes = np.array([r["memory_mb"][part] for r in summary])
+        axes[1].barh(y, sizes, left=left, label=part)
+        left += sizes
+    axes[1].set(xlabel="MB", title="Training memory")
+    axes[1].legend(fontsize=7, loc="lower right")
+    for ax in axes:
+        ax.set_yticks(y, [r["label"] for r in summary], fontsize=7)
+        ax.invert_yaxis()  # the first method on top
+    return axes
+
+
+def plot_comparison(results: dict, path=None, curves=("full fine-tuning", "LoRA r=8", "Pfeiffer adapters r=8",
+                                                      "prompt tuning k=20", "linear probe (mean)")):
+    """compare.py's results on one page: accuracy vs. size, differences to the reference with their intervals,
+    validation curves of seed 0 at the chosen rate (a few methods), seconds per step relative to the reference."""
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10), layout="constrained")
+    summary = [r for r in results["summary"] if r["seeds"]]
+    plot_accuracy_vs_params(summary, axes[0, 0])
+    plot_paired_differences(summary, axes[0, 1], results["settings"].get("reference") or "the reference")
+    chosen = {(r["label"], r["lr"]) for r in summary}
+    finals = {r["label"]: r["history"] for r in results["runs"] if r.get("phase") == "final" and r["seed"] == 0
+              and (r["label"], r["lr"]) in chosen and r["label"] in curves}
+    plot_histories({label: [{**h, "metric": 100 * h["metric"]} for h in finals[label]] for label in curves
+                    if label in finals}, ax=axes[1, 0], x="epoch")
+    axes[1, 0].set(ylabel="validation accuracy (%)", title="Training curves (seed 0)")
+    costs = results.get("costs", {}).get("methods", {})
+    reference = costs.get(results["settings"].get("reference"), {}).get("seconds_per_step")
+    if costs and reference:
+        labels = [r["label"] for r in summary if r["label"] in costs]
+        ratios = [costs[label]["seconds_per_step"] / reference for label in labels]
+        axes[1, 1].barh(range(len(labels)), ratios, color=[family(r["method"])[1] for r in summary
+                                                            if r["label"] in costs])
+        axes[1, 1].axvline(1, color="black", linewidth=0.8)
+        axes[1, 1].set_yticks(range(len(labels)), labels, fontsize=7)
+        axes[1, 1].invert_yaxis()
+        axes[1, 1].set(xlabel=f"seconds per step ÷ {results['settings'].get('reference')}'s (measured side by side)",
+                       title="Time per training step")
+    else:
+        axes[1, 1].set_axis_off()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ---------------------------------------------------------------- where a method trains
+def parameter_cell(name: str) -> tuple:
+    """(row, column) of a parameter: ("layer 0", "attention.self.query"), ("embeddings", "word_embeddings"),
+    ("head", "head"). An adapter's tensors count for the module they adapt; a wrapped module (`.base`) keeps
+    its own name; the Classifier's `backbone.` and Llama's `model.` prefixes are dropped."""
+    module, _, adapter = name.partition(".adapters.")
+    module = module if adapter else name.rsplit(".", 1)[0]  # drop the .weight / .bias
+    module = re.sub(r"^(backbone\.)?(model\.)?", "", re.sub(r"\.base(?=\.|$)", "", module))
+    layered = re.match(r"^(?:.*\.)?layers?\.(\d+)\.(.+)$", module)
+    if layered:
+        return f"layer {layered[1]}", layered[2]
+    first, _, rest = module.partition(".")
+    return first, rest or first
+
+
+def parameter_map_matrix(model):
+    """(row labels, column labels, matrix): the number of trained parameters of each (layer, module type)
+    cell; 0 where a cell's parameters are all frozen, NaN where the model has no such cell."""
+    cells = {}
+    for name, p in model.named_parameters():  # in model order: embeddings, layers, head
+        cell = cells.setdefault(parameter_cell(name), [0, 0])
+        cell[0] += p.numel() if p.requires_grad else 0
+        cell[1] += p.numel()
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    columns = list(dict.fromkeys(c for _, c in cells))
+    matrix = np.full((len(rows), len(columns)), np.nan)
+    for (r, c), (trained, _) in cells.items():
+        matrix[rows.index(r), columns.index(c)] = trained
+    return rows, columns, matrix
+
+
+def parameter_map(model, ax=None, title="What trains"):
+    """Heatmap of parameter_map_matrix: grey = frozen, colour = trained (log of the count, written in the cell),
+    white = no such module in that row."""
+    rows, columns, matrix = parameter_map_matrix(model)
+    ax = new_axes(ax, size=(0.55 * len(columns) + 2.5, 0.3 * len(rows) + 2))
+    ax.imshow(np.where(matrix == 0, 1.0, np.nan), cmap="Greys", vmin=0, vmax=4, aspect="auto")
+    trained = np.where(matrix > 0, np.log10(np.where(matrix > 0, matrix, 1)), np.nan)
+    ax.imshow(trained, cmap="YlOrRd", aspect="auto", vmin=-1, vmax=np.nanmax(trained, initial=0) + 2)
+    for (i, j), count in np.ndenumerate(matrix):
+        if count > 0:
+            ax.text(j, i, human(count), ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_title(title)
+    return ax
+
+
+def human(count: float) -> str:
+    """1234 → '1.2k', 2_500_000 → '2.5M'."""
+    exponent = min(int(math.log10(count)) // 3, 3) if count >= 1 else 0
+    return f"{count / 10 ** (3 * exponent):.3g}{['', 'k', 'M', 'G'][exponent]}"
