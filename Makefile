@@ -28,9 +28,11 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests
 
 test-fast: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests -m "not slow and not notebooks"
 
 notebooks: setup

@@ -45,7 +45,7 @@ from minipeft.lab.compare import build, compare, save  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, time_steps_side_by_side  # noqa: E402
 from minipeft.lab.plots import plot_comparison  # noqa: E402
-from minipeft.train import make_loader  # noqa: E402
+from minipeft.batching import make_loader  # noqa: E402
 
 
 def grid(exponent: float, values: int = 4) -> list[float]:

@@ -35,7 +35,7 @@ from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
 from minipeft.lab.compare import build, compare, paired_difference, run_key, save, text_to_hits  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import time_steps_side_by_side  # noqa: E402
-from minipeft.train import make_loader  # noqa: E402
+from minipeft.batching import make_loader  # noqa: E402
 
 PAIR = ("full fine-tuning", "LoRA r=8")
 SWITCHES = {"fp32": {"precision": "fp32"}, "dropout on": {"base_dropout": True}, "dropout off": {"base_dropout": False}}

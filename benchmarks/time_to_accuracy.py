@@ -42,7 +42,8 @@ from minipeft import Classifier, apply_lora  # noqa: E402
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
 from minipeft.lab.compare import save  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
-from minipeft.train import autocast, logits_and_targets, make_loader, resolve_precision, train  # noqa: E402
+from minipeft.train import autocast, logits_and_targets, resolve_precision, train  # noqa: E402
+from minipeft.batching import make_loader  # noqa: E402
 
 R, ALPHA, EPOCHS, EVALS_PER_EPOCH = 8, 16, 3, 4
 

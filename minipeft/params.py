@@ -34,6 +34,7 @@ def parameter_report(model: nn.Module) -> list:
 
 
 def print_parameter_report(model: nn.Module, only_trainable: bool = True) -> None:
+    """Print parameter_report as a table (only the modules that train, by default) and the totals."""
     rows = [r for r in parameter_report(model) if r["trainable"] or not only_trainable]
     width = max([len(r["module"]) for r in rows] + [20])
     print(f"{'module':<{width}} {'trainable':>12} {'total':>12}")

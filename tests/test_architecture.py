@@ -198,5 +198,18 @@ def test_removing_a_merged_lora_gives_back_the_original_modules_and_weights():
     mp.remove_adapter(model, "default")
     after = model.state_dict()
     assert list(after) == list(before)  # no wrapper left behind
-    assert all(torch.allclose(after[k], before[k], atol=1e-6) for k in before)  # the merge was taken out
+    moved = [k for k in before if not torch.allclose(after[k], before[k], atol=1e-6)]
+    assert moved == ["head.weight", "head.bias"]  # trained and kept; every base weight is back (merge taken out)
     assert not any(isinstance(m, LoRALinear) for m in model.modules()) and configs(model) == {}
+
+
+# ---------------------------------------------------------------- a reader's library
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_public_function_and_class_of_the_library_has_a_docstring(path):
+    tree = ast.parse(path.read_text())
+    assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+    top = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    members = [n for c in top if isinstance(c, ast.ClassDef) for n in c.body if isinstance(n, ast.FunctionDef)]
+    missing = [node.name for node in top + members if not node.name.startswith("_") and not ast.get_docstring(node)
+               and node.name != "forward"]  # forward's job is the class's docstring
+    assert not missing, f"{path.name}: no docstring for {missing}"

@@ -12,8 +12,9 @@ from minipeft.lab import models
 from minipeft.methods.finetune import apply_finetune
 from minipeft.methods.lora import apply_lora
 from minipeft.methods.probing import Classifier
-from minipeft.train import (evaluate, length_grouped_batches, linear_schedule, lm_batch, logits_and_targets,
-                            make_loader, predictions, resolve_precision, train)
+from minipeft.train import (evaluate, linear_schedule, logits_and_targets, predictions, resolve_precision,
+                            train)
+from minipeft.batching import length_grouped_batches, lm_batch, make_loader
 
 TEXTS = ["a good film", "bad", "great acting, a fine plot and a score that stays with you", "terrible and boring",
          "loved it", "I hated every minute of it", "fine", "a waste of two hours"]

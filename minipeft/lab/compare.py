@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from ..methods import Classifier, method
-from ..train import make_loader, predictions, train
+from ..train import predictions, train
+from ..batching import make_loader
 
 MAX_EXTENSIONS = 4  # a search that would extend its grid further stops and is flagged "at_edge"
 

@@ -27,7 +27,8 @@ import torch
 
 from ..core import configs
 from ..saving import save_adapter
-from ..train import autocast, batches_with_rows, logits_and_targets, model_device, set_train_mode, to_device
+from ..train import autocast, logits_and_targets, model_device, set_train_mode, to_device
+from ..batching import batches_with_rows
 
 MB = 2 ** 20
 

@@ -66,6 +66,7 @@ class BottleneckLayer(AdapterLayer):
 
 
 def check_arguments(r, d, placement, fusion, activation, init, init_scale):
+    """Raise ValueError, saying what to choose instead, for any option apply_bottleneck cannot use."""
     check_positive_int(r, "the bottleneck size r")
     if r > d:
         raise ValueError(f"bottleneck larger than the hidden size: r={r} > d={d}. An adapter compresses: "

@@ -64,6 +64,7 @@ class IA3Linear(AdapterLayer):
 
 
 def as_list(targets) -> list:
+    """A target name as a one-element list; a list as it is."""
     return [targets] if isinstance(targets, str) else list(targets)
 
 

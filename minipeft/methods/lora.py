@@ -40,6 +40,7 @@ class LoRA(nn.Module):
         return ((self.dropout(x) @ self.A.T) * self.scaling) @ self.B.T  # scaled while r wide: fewer products
 
     def delta_weight(self):
+        """(α/r)·B A: what this adapter adds to W."""
         return (self.B @ self.A) * self.scaling
 
 

@@ -51,9 +51,11 @@ class Classifier(nn.Module):
 
     @property
     def config(self):
+        """The backbone's transformers config (so code that reads model.config works on a Classifier too)."""
         return self.backbone.config
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One vector per row from the hidden states of its real tokens: the first, their mean, or the last."""
         hidden = hidden[:, -mask.shape[1]:]  # drop virtual tokens a prompt method put in front
         mask = mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "cls":
