@@ -10,7 +10,7 @@ no dropout inside a frozen base: benchmarks/speedups.py shows what each saves an
 
 The protocol (minipeft.lab.compare):
     search  every method: seed 0 at 4 log-spaced learning rates (factor √10), 1 epoch each (SEARCH), validation
-            4 times, best kept; when the best rate is at an end of the grid, one more rate beyond it, until the
+            twice, best kept; when the best rate is at an end of the grid, one more rate beyond it, until the
             best is inside. The search runs on 1 epoch, shorter than the final runs, so that all of it fits.
     final   seeds 0, 1, 2 at the chosen rate, up to FINAL["epochs"] epochs (the budget read off
             data/results/convergence.json: the epoch after which no method's validation accuracy rose), validation
@@ -80,7 +80,7 @@ METHODS = [
 BY_LABEL = {m["label"]: m for m in METHODS}
 REFERENCE = "full fine-tuning"
 SETTINGS = {"seeds": 3, "batch_size": 32, "max_length": 64}
-SEARCH = {"epochs": 1, "eval_every": 80}  # 319 steps an epoch: validation 4 times
+SEARCH = {"epochs": 1, "eval_every": 160}  # 319 steps an epoch: validation twice
 FINAL = {"epochs": 4, "eval_every": 80, "patience": 4}  # stop after a whole epoch without a better validation
 
 

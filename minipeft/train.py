@@ -147,8 +147,8 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     history: one dict per evaluation {step, epoch, loss (mean training loss since the previous one), metric
     (validation accuracy, None without val_loader), lr, seconds}. stats: steps, step_seconds (each step's wall
     time), seconds_per_step (their median), trainable_params, best_step, steps_per_epoch, best_metric, precision,
-    base_dropout. precision: "auto" (bf16 where the hardware is fast at it), "bf16" or "fp32"; evaluation runs in
-    fp32. base_dropout: None = on only if some base parameter trains. on_step(step, seconds, loss) is called after
+    base_dropout. precision: "auto" (bf16 where the hardware is fast at it), "bf16" or "fp32"; validation runs in
+    the same precision (evaluate() on its own defaults to fp32). base_dropout: None = on only if some base parameter trains. on_step(step, seconds, loss) is called after
     every step. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained weights towards
     zero, not towards where they started. Raises ValueError for a model with nothing to train, both or neither of
     steps/epochs, or patience without a validation loader."""
@@ -193,7 +193,7 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
         bar.set_postfix(loss=f"{losses[-1]:.4f}", best=best["metric"])
         if step % eval_every and step != total:
             continue
-        metric = evaluate(model, val_loader, task) if val_loader is not None else None
+        metric = evaluate(model, val_loader, task, precision) if val_loader is not None else None
         set_train_mode(model, base_dropout)
         history.append({"step": step, "epoch": step / len(train_loader), "loss": statistics.fmean(losses),
                         "metric": metric, "lr": current_lr, "seconds": time.perf_counter() - start})

@@ -233,7 +233,7 @@ def test_same_seed_gives_the_same_history_and_weights_bit_for_bit(bert_tokenizer
 def test_early_stopping_restores_the_weights_of_the_best_evaluation(bert_tokenizer, monkeypatch):
     scripted, seen = iter([0.5, 0.7, 0.6, 0.65, 0.9]), []
 
-    def fake_evaluate(model, loader, task):
+    def fake_evaluate(model, loader, task, precision):
         seen.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
         return next(scripted)
 
@@ -251,7 +251,7 @@ def test_early_stopping_restores_the_weights_of_the_best_evaluation(bert_tokeniz
 def test_early_stopping_with_ties_keeps_the_first_best_and_counts_patience_from_it(bert_tokenizer, monkeypatch):
     scripted, seen = iter([0.5, 0.7, 0.7, 0.7, 0.9]), []
 
-    def fake_evaluate(model, loader, task):
+    def fake_evaluate(model, loader, task, precision):
         seen.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
         return next(scripted)
 
