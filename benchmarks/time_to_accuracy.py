@@ -13,8 +13,8 @@ at 64 tokens, 3 epochs (Trainer's default), the learning rate compare_methods.py
                for the shared settings: random batches, fp32, dropout on, no warm-up, linear decay (use_cpu=True)
 Both validate on the whole validation split 4 times an epoch (each in its own precision). Training time is the wall
 time spent training, evaluation excluded (Trainer's own eval_runtime is subtracted; minipeft's step times are
-summed). The time to accuracy is the training time until the validation accuracy first reaches the lower of the two runs'
-best accuracies (so both reach it). Target: minipeft ≤ 0.5 × peft + Trainer.
+summed). The time to accuracy is the training time until the validation accuracy first reaches the lower of the two
+runs' best accuracies (so both reach it). Target: minipeft ≤ 0.5 × peft + Trainer.
 
 It also measures how much of this CPU's matrix-product speed a LoRA step uses: the FLOPs of one step
 (torch.utils.flop_counter) divided by its seconds, against the FLOP/s of a large square matmul timed in the same run

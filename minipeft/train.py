@@ -148,10 +148,10 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     (validation accuracy, None without val_loader), lr, seconds}. stats: steps, step_seconds (each step's wall
     time), seconds_per_step (their median), trainable_params, best_step, steps_per_epoch, best_metric, precision,
     base_dropout. precision: "auto" (bf16 where the hardware is fast at it), "bf16" or "fp32"; validation runs in
-    the same precision (evaluate() on its own defaults to fp32). base_dropout: None = on only if some base parameter trains. on_step(step, seconds, loss) is called after
-    every step. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained weights towards
-    zero, not towards where they started. Raises ValueError for a model with nothing to train, both or neither of
-    steps/epochs, or patience without a validation loader."""
+    the same precision (evaluate() on its own defaults to fp32). base_dropout: None = on only if some base parameter
+    trains. on_step(step, seconds, loss) is called after every step. weight_decay defaults to 0: AdamW would pull
+    BitFit's or fine-tuning's pretrained weights towards zero, not towards where they started. Raises ValueError for
+    a model with nothing to train, both or neither of steps/epochs, or patience without a validation loader."""
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
     if patience is not None and val_loader is None:

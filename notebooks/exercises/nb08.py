@@ -27,14 +27,18 @@ def _close(a, b):
 
 
 CHECKS = {
-    "smallest_within_2_points": ExerciseCheck(lambda a: a[0] == _smallest_within_2_points(a[1]),
-                                             "filter rows with test_mean ≥ full's − 0.02, then take the min of trainable_params"),
-    "storage": ExerciseCheck(lambda a: _close(a[0], _storage(a[1])),
-                             "full: 1000 × (22,713,216 × 4 bytes); LoRA: one base + 1000 × adapter_bytes, in MB (2**20)"),
-    "frontier_labels": ExerciseCheck(lambda a: set(a[0]) == _frontier(a[1]),
-                                     "plots.pareto_frontier on (trainable_params, test_mean) pairs, mapped back to labels"),
+    "smallest_within_2_points": ExerciseCheck(
+        lambda a: a[0] == _smallest_within_2_points(a[1]),
+        "filter rows with test_mean ≥ full's − 0.02, then take the min of trainable_params"),
+    "storage": ExerciseCheck(
+        lambda a: _close(a[0], _storage(a[1])),
+        "full: 1000 × (22,713,216 × 4 bytes); LoRA: one base + 1000 × adapter_bytes, in MB (2**20)"),
+    "frontier_labels": ExerciseCheck(
+        lambda a: set(a[0]) == _frontier(a[1]),
+        "plots.pareto_frontier on (trainable_params, test_mean) pairs, mapped back to labels"),
 }
-_EXAMPLE = [{"label": "full fine-tuning", "trainable_params": 22_713_986, "test_mean": 0.80, "adapter_bytes": 90_000_000},
+_EXAMPLE = [{"label": "full fine-tuning", "trainable_params": 22_713_986, "test_mean": 0.80,
+             "adapter_bytes": 90_000_000},
             {"label": "LoRA r=8", "trainable_params": 74_498, "test_mean": 0.795, "adapter_bytes": 300_000},
             {"label": "BitFit", "trainable_params": 26_882, "test_mean": 0.77, "adapter_bytes": 110_000},
             {"label": "linear probe (mean)", "trainable_params": 770, "test_mean": 0.72, "adapter_bytes": 3_224}]
