@@ -49,9 +49,8 @@ def compare_summary(results: dict) -> list[dict]:
     import compare_methods as cm
     from minipeft.lab.compare import summarize
     done = {run["key"]: run for run in results["runs"]}
-    searched = [m for m in cm.METHODS if any(r["label"] == m["label"] and r["phase"] == "search" for r in done.values())]
-    return summarize([m for m in searched if any(r["label"] == m["label"] and r["phase"] == "final"
-                                                 for r in done.values())], done, results["settings"]["seeds"],
+    with_final = {r["label"] for r in done.values() if r["phase"] == "final"}
+    return summarize([m for m in cm.METHODS if m["label"] in with_final], done, results["settings"]["seeds"],
                      results["settings"]["reference"])
 
 
@@ -70,17 +69,18 @@ def compare_table(results: dict) -> list[str]:
         f"**Partial results: the benchmark is still running.** {len(searches)} search runs and {len(finals)} of "
         f"{20 * s['seeds']} final runs are in; a method is shown once it has a final run, with the number of seeds "
         f"it has. ")
-    lines = [status + f"Rotten Tomatoes (split by movie: {s['sizes']['train']:,} training, {s['sizes']['validation']:,} "
-             f"validation, {s['sizes']['test']:,} test snippets), MiniLM, mean pooling unless noted, batch "
-             f"{s['batch_size']}, snippets cut at {s['max_length']} tokens, {s['precision']} precision (bf16 autocast "
-             f"on this CPU), length-grouped batches. Learning rate: searched per method on validation with seed 0, "
-             f"{s['search']['epochs']} epoch per rate, 4 rates a factor √10 apart and more beyond an end of the grid "
-             f"until the best is inside. Final runs: {s['seeds']} seeds at the chosen rate, up to {s['final']['epochs']} "
-             f"epochs, validation every {s['final']['eval_every']} steps (4 times an epoch), the best weights kept, "
-             f"stopped after {s['final']['patience']} validations without improvement. Δ is the paired difference "
-             f"to {s['reference']} on the same {s['sizes']['test']:,} test snippets with its 95 % bootstrap interval "
-             f"(over snippets and seeds). {len(results['runs'])} runs, {hours(results):.1f} h of training and "
-             f"validation on {s.get('threads', 2)} CPU threads.", "",
+    s_train, s_val, s_test = (f"{s['sizes'][k]:,}" for k in ("train", "validation", "test"))
+    lines = [status + f"Rotten Tomatoes (split by movie: {s_train} training, {s_val} validation, {s_test} test "
+             f"snippets), MiniLM, mean pooling unless noted, batch {s['batch_size']}, snippets cut at "
+             f"{s['max_length']} tokens, {s['precision']} precision (bf16 autocast on this CPU), length-grouped "
+             f"batches. Learning rate: searched per method on validation with seed 0, {s['search']['epochs']} epoch "
+             f"per rate, 4 rates a factor √10 apart and more beyond an end of the grid until the best is inside. "
+             f"Final runs: {s['seeds']} seeds at the chosen rate, up to {s['final']['epochs']} epochs, validation "
+             f"every {s['final']['eval_every']} steps (4 times an epoch), the best weights kept, stopped after "
+             f"{s['final']['patience']} validations without improvement. Δ is the paired difference to "
+             f"{s['reference']} on the same {s_test} test snippets with its 95 % bootstrap interval (over snippets "
+             f"and seeds). {len(results['runs'])} runs, {hours(results):.1f} h of training and validation on "
+             f"{s.get('threads', 2)} CPU threads.", "",
              "| method | trainable | % of model | lr (rates tried) | test accuracy, mean ± std (seeds) "
              "| Δ vs full fine-tuning [95 % CI] | best epoch | s / step ÷ full | memory MB | adapter file |",
              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
