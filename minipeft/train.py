@@ -129,6 +129,15 @@ def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def parameter_groups(trainable: dict, lr: float, lr_scale=None) -> list[dict]:
+    """AdamW's parameter groups: one at `lr`, or, with lr_scale(name) → factor (e.g. lora.loraplus), one group per
+    factor at factor × lr."""
+    groups = {}
+    for name, p in trainable.items():
+        groups.setdefault(1.0 if lr_scale is None else float(lr_scale(name)), []).append(p)
+    return [{"params": params, "lr": factor * lr, "scale": factor} for factor, params in groups.items()]
+
+
 def set_train_mode(model, base_dropout: bool) -> None:
     """Train mode (dropout on) for the whole model, or, with base_dropout=False, for the adapters and the head
     only: the pretrained model's own modules run as at evaluation (no dropout)."""
@@ -141,7 +150,7 @@ def set_train_mode(model, base_dropout: bool) -> None:
 
 def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, warmup=0.1, weight_decay=0.0,
           max_grad_norm=1.0, eval_every=None, patience=None, seed=0, task="classification", precision="auto",
-          base_dropout=None, on_step=None, progress=True):
+          base_dropout=None, lr_scale=None, on_step=None, progress=True):
     """Train the parameters that require grad; return (history, stats).
 
     history: one dict per evaluation {step, epoch, loss (mean training loss since the previous one), metric
@@ -149,9 +158,10 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     time), seconds_per_step (their median), trainable_params, best_step, steps_per_epoch, best_metric, precision,
     base_dropout. precision: "auto" (bf16 where the hardware is fast at it), "bf16" or "fp32"; validation runs in
     the same precision (evaluate() on its own defaults to fp32). base_dropout: None = on only if some base parameter
-    trains. on_step(step, seconds, loss) is called after every step. weight_decay defaults to 0: AdamW would pull
-    BitFit's or fine-tuning's pretrained weights towards zero, not towards where they started. Raises ValueError for
-    a model with nothing to train, both or neither of steps/epochs, or patience without a validation loader."""
+    trains. lr_scale(name) → factor gives a parameter its own learning rate (LoRA+). on_step(step, seconds, loss) is
+    called after every step. weight_decay defaults to 0: AdamW would pull BitFit's or fine-tuning's pretrained
+    weights towards zero, not towards where they started. Raises ValueError for a model with nothing to train, both
+    or neither of steps/epochs, or patience without a validation loader."""
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
     if patience is not None and val_loader is None:
@@ -167,7 +177,7 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     torch.manual_seed(seed)  # dropout, and anything else random inside the model
     if train_loader.generator is not None:
         train_loader.generator.manual_seed(seed)  # the order of the batches
-    optimizer = torch.optim.AdamW(trainable.values(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(trainable, lr, lr_scale), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(linear_schedule, warmup_steps=math.ceil(warmup * total), total_steps=total))
     history, losses, step_seconds, since_best = [], [], [], 0
@@ -176,7 +186,8 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
     start, bar = time.perf_counter(), tqdm(total=total, disable=not progress)
     set_train_mode(model, base_dropout)
     for step in range(1, total + 1):
-        tick, batch, current_lr = time.perf_counter(), to_device(next(batches), device), optimizer.param_groups[0]["lr"]
+        tick, batch = time.perf_counter(), to_device(next(batches), device)
+        current_lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["scale"]  # the rate at factor 1
         with autocast(precision, device):
             logits, targets = logits_and_targets(model, batch, task)
         loss = F.cross_entropy(logits.float(), targets, ignore_index=-100)

@@ -44,7 +44,7 @@ def test_importing_the_library_loads_no_lab_code_and_mp_lab_loads_on_demand():
 
 def test_every_method_is_in_the_one_registry_and_public():
     assert set(METHODS) == {"probe", "finetune", "bitfit", "prompt_tuning", "p_tuning", "deep_prompt",
-                            "prefix_tuning", "bottleneck", "lora", "ia3"}
+                            "prefix_tuning", "bottleneck", "lora", "dora", "ia3"}
     for name, entry in METHODS.items():
         assert getattr(mp, entry.apply.__name__) is entry.apply, f"{name}: mp.{entry.apply.__name__} missing"
         assert entry.apply.__doc__, f"{entry.apply.__name__} has no docstring"
@@ -55,7 +55,7 @@ def test_every_apply_records_the_registry_name_it_is_loaded_by(tiny_bert):
     """What each apply_* records as its method is the registry key whose function rebuilds it."""
     applies = {"probe": {}, "finetune": {"top_k": 1}, "bitfit": {}, "prompt_tuning": {"k": 2}, "p_tuning": {"k": 2},
                "deep_prompt": {"k": 2}, "prefix_tuning": {"k": 2}, "bottleneck": {"r": 2}, "lora": {"r": 2},
-               "ia3": {}}
+               "dora": {"r": 2}, "ia3": {}}
     for name, kwargs in applies.items():
         model = mp.Classifier(models.tiny_bert())
         METHODS[name].apply(model, **kwargs, name="x")

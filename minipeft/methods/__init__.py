@@ -8,7 +8,8 @@
     p_tuning.py        P-tuning (prompt encoder), deep prompts            apply_p_tuning, apply_deep_prompts
     prefix_tuning.py   prefix tuning: k keys/values at every layer        apply_prefix_tuning, fold_prefix
     bottleneck.py      bottleneck adapters (Houlsby, Pfeiffer)            apply_bottleneck
-    lora.py            LoRA, merge / unmerge                              apply_lora, merge_lora, unmerge_lora
+    lora.py            LoRA (and rsLoRA, LoRA+), merge / unmerge          apply_lora, merge_lora, unmerge_lora
+    dora.py            DoRA: LoRA + a learned magnitude per output row    apply_dora
     ia3.py             (IA)³: learned rescaling vectors                   apply_ia3
     virtual_tokens.py  the hook prompt and prefix methods share           -
 
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 from .bitfit import apply_bitfit
 from .bottleneck import apply_bottleneck
+from .dora import apply_dora
 from .finetune import apply_finetune
 from .ia3 import apply_ia3
 from .lora import apply_lora, merge_lora, unmerge_lora
@@ -46,6 +48,7 @@ METHODS: dict[str, Method] = {
     "prefix_tuning": Method(apply_prefix_tuning),
     "bottleneck": Method(apply_bottleneck),
     "lora": Method(apply_lora),
+    "dora": Method(apply_dora),
     "ia3": Method(apply_ia3),
 }
 
@@ -59,4 +62,4 @@ def method(name: str) -> Method:
 
 __all__ = ["METHODS", "Method", "method", "Classifier", "apply_probe", "apply_finetune", "apply_bitfit",
            "apply_prompt_tuning", "apply_p_tuning", "apply_deep_prompts", "apply_prefix_tuning", "fold_prefix",
-           "apply_bottleneck", "apply_lora", "merge_lora", "unmerge_lora", "apply_ia3"]
+           "apply_bottleneck", "apply_lora", "apply_dora", "merge_lora", "unmerge_lora", "apply_ia3"]

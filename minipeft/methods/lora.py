@@ -16,6 +16,10 @@
 Where: any nn.Linear named in `targets`, e.g. `query`, `value` in MiniLM's attention, `q_proj`, `v_proj` in
 SmolLM2's. Trainable parameters: r · (d_in + d_out) per target. After training, `merge_lora` folds
 (α/r)·BA into W, so inference costs exactly what the base model costs; `unmerge_lora` takes it out again.
+
+rsLoRA (Kalajdzievski 2023, arXiv:2312.03732): `rslora=True` scales by α/√r instead of α/r, so the update's size
+does not shrink as the rank grows. LoRA+ (Hayou et al. 2024, arXiv:2402.12354): B learns λ times faster than A,
+`train(..., lr_scale=loraplus(λ))`. DoRA, which rescales each row of W + (α/r)·BA, builds on this file (dora.py).
 """
 import math
 
@@ -27,21 +31,30 @@ from ..core import (AdapterLayer, check_new_adapter, check_positive_int, find_mo
 
 
 class LoRA(nn.Module):
-    """The trainable pair (A, B) of one adapter."""
+    """The trainable pair (A, B) of one adapter; `forward(x, linear)` returns what it adds to linear(x)."""
+    linear_update = True  # a merged LoRA can be subtracted from W x again (see LoRALinear.coefficient)
 
-    def __init__(self, d_in: int, d_out: int, r: int, alpha: float, dropout: float):
+    def __init__(self, linear: nn.Linear, r: int, alpha: float, dropout: float, rslora: bool = False):
         super().__init__()
-        self.A = nn.Parameter(torch.empty(r, d_in))
-        self.B = nn.Parameter(torch.zeros(d_out, r))
+        self.A = nn.Parameter(torch.empty(r, linear.in_features))
+        self.B = nn.Parameter(torch.zeros(linear.out_features, r))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # the same init as nn.Linear (and peft)
-        self.scaling, self.dropout = alpha / r, nn.Dropout(dropout)
+        self.scaling, self.dropout = alpha / (math.sqrt(r) if rslora else r), nn.Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x, linear=None):
         return ((self.dropout(x) @ self.A.T) * self.scaling) @ self.B.T  # scaled while r wide: fewer products
 
     def delta_weight(self):
         """(α/r)·B A: what this adapter adds to W."""
         return (self.B @ self.A) * self.scaling
+
+    def merge_into(self, linear: nn.Linear) -> None:
+        """W ← W + (α/r)·B A."""
+        linear.weight += self.delta_weight()
+
+    def unmerge_from(self, linear: nn.Linear) -> None:
+        """W ← W − (α/r)·B A."""
+        linear.weight -= self.delta_weight()
 
 
 class LoRALinear(AdapterLayer):
@@ -55,7 +68,7 @@ class LoRALinear(AdapterLayer):
     def remove(self, name: str) -> None:
         """Delete adapter `name`, taking it out of W first if it is the merged one."""
         if self.merged == name:
-            self.base.weight -= self.adapters[name].delta_weight()
+            self.adapters[name].unmerge_from(self.base)
             self.merged = None
         super().remove(name)
 
@@ -66,32 +79,42 @@ class LoRALinear(AdapterLayer):
         return want - float(self.merged == name)
 
     def forward(self, x):
+        merged = self.adapters[self.merged] if self.merged is not None else None
+        if merged is not None and not merged.linear_update and self.active != self.merged:
+            raise RuntimeError(f"adapter {self.merged!r} is merged and cannot be subtracted again: "
+                               f"unmerge_lora(model) before switching adapters")
         y = self.base(x)
         for name, lora in self.adapters.items():
             c = self.coefficient(name, x)
             if torch.is_tensor(c):
-                y = y + c * lora(x)
+                y = y + c * lora(x, self.base)
             elif c != 0:
-                y = torch.add(y, lora(x), alpha=c)  # y + c·lora(x) in one operation (c is usually 1)
+                y = torch.add(y, lora(x, self.base), alpha=c)  # y + c·lora(x) in one operation (c is usually 1)
         return y
 
 
-def apply_lora(model, targets=("query", "value"), r: int = 8, alpha: float = 16, dropout: float = 0.0,
-               name: str = "default"):
-    """Wrap every target nn.Linear in a LoRALinear with a new adapter `name`; freeze the rest (head excepted).
-
-    targets: module names (see core.find_modules); alpha: the update is scaled by alpha / r; dropout: on the
-    input of A. Raises ValueError for a rank that is not a positive integer, a target that matches nothing, or a
-    name in use; the model is then unchanged."""
-    check_positive_int(r, "LoRA rank r")
+def insert_lora(model, targets, make, name: str, method: str, **config):
+    """Wrap every target nn.Linear in a LoRALinear holding a new adapter `make(linear)` under `name`, then record
+    `method` with `config` and activate it. Shared by LoRA and DoRA."""
     found = find_modules(model, targets)
     check_new_adapter(model, name)
     for module_name, module in found:
         layer, linear = wrapped(model, module_name, module, LoRALinear), unwrap(module)
-        layer.adapters[name] = LoRA(linear.in_features, linear.out_features, r, alpha, dropout).to(
-            linear.weight.device, linear.weight.dtype)
-    return record_and_activate(model, name, "lora", targets=[targets] if isinstance(targets, str) else list(targets),
-                               r=r, alpha=alpha, dropout=dropout)
+        layer.adapters[name] = make(linear).to(linear.weight.device, linear.weight.dtype)
+    return record_and_activate(model, name, method, targets=[targets] if isinstance(targets, str) else list(targets),
+                               **config)
+
+
+def apply_lora(model, targets=("query", "value"), r: int = 8, alpha: float = 16, dropout: float = 0.0,
+               rslora: bool = False, name: str = "default"):
+    """Wrap every target nn.Linear in a LoRALinear with a new adapter `name`; freeze the rest (head excepted).
+
+    targets: module names (see core.find_modules); alpha: the update is scaled by alpha / r (alpha / √r with
+    rslora=True); dropout: on the input of A. Raises ValueError for a rank that is not a positive integer, a target
+    that matches nothing, or a name in use; the model is then unchanged."""
+    check_positive_int(r, "LoRA rank r")
+    return insert_lora(model, targets, lambda linear: LoRA(linear, r, alpha, dropout, rslora), name, "lora", r=r,
+                       alpha=alpha, dropout=dropout, rslora=rslora)
 
 
 def lora_layers(model) -> list[LoRALinear]:
@@ -101,22 +124,27 @@ def lora_layers(model) -> list[LoRALinear]:
 
 @torch.no_grad()
 def merge_lora(model, name: str = "default"):
-    """Fold (α/r)·B A of adapter `name` into each wrapped weight: W ← W + (α/r)·B A."""
+    """Fold adapter `name` into each wrapped weight (LoRA: W ← W + (α/r)·B A); a layer merges one adapter at most."""
     for layer in lora_layers(model):
         if name in layer.adapters and layer.merged is None:
-            layer.base.weight += layer.adapters[name].delta_weight()
+            layer.adapters[name].merge_into(layer.base)
             layer.merged = name
     return model
 
 
 @torch.no_grad()
 def unmerge_lora(model):
-    """Take the merged update out again: W ← W − (α/r)·B A."""
+    """Take the merged adapter out of each weight again (LoRA: W ← W − (α/r)·B A)."""
     for layer in lora_layers(model):
         if layer.merged is not None:
-            layer.base.weight -= layer.adapters[layer.merged].delta_weight()
+            layer.adapters[layer.merged].unmerge_from(layer.base)
             layer.merged = None
     return model
+
+
+def loraplus(ratio: float):
+    """LoRA+'s learning rates for train(..., lr_scale=...): B's rate is `ratio` × A's (and the head's)."""
+    return lambda name: ratio if name.endswith(".B") else 1.0
 
 
 def lora_parameter_count(shapes, r: int) -> int:

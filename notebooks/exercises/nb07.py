@@ -37,7 +37,7 @@ def _merge_is_right(merge) -> bool:
     """The learner's merge(W, A, B, alpha, r) against W + LoRA.delta_weight() on non-square shapes."""
     torch.manual_seed(0)
     for d_in, d_out, r, alpha in [(7, 5, 3, 6.0), (16, 24, 4, 16.0)]:
-        lora = LoRA(d_in, d_out, r, alpha, dropout=0.0)
+        lora = LoRA(torch.nn.Linear(d_in, d_out), r, alpha, dropout=0.0)
         with torch.no_grad():
             lora.B.normal_()  # a trained B is not zero
         W = torch.randn(d_out, d_in)
