@@ -19,7 +19,7 @@ API tour (runs as written; tests/test_api_tour.py executes it; swap tiny_bert() 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model(**batch)["loss"].backward(); opt.step()                  # one training step: only LoRA + head move
 
-    mp.save_adapter(model, "runs/sentiment", name="sentiment")     # adapter.safetensors + adapter_config.json
+    mp.save_adapter(model, "runs/sentiment", name="sentiment")     # adapter.safetensors + minipeft_adapter.json
     fresh = mp.Classifier(mp.lab.tiny_bert(), num_labels=2, pooling="mean")
     mp.load_adapter(fresh, "runs/sentiment")                       # re-applies LoRA, copies the tensors in
 
