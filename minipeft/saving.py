@@ -105,9 +105,12 @@ def load_adapter(model, path, name: str | None = None):
 
 def apply_with_tensors(model, hyper: dict, tensors: dict, name: str, source):
     """Apply method hyper["method"] with the other hyper-parameters under `name` (unless the model already holds
-    that adapter, e.g. a checkpoint of the run), then copy `tensors`, named as the model's parameters, in.
-    Raises ValueError, naming `source` (where the tensors come from), when tensors are missing, unknown or of other
-    shapes; an adapter applied here is then removed again, so the model is left as it was. Returns the model."""
+    that adapter, e.g. a checkpoint of the run), then copy `tensors`, named as the model's parameters, in. Names
+    are compared as before any wrapping (unwrapped_name), so it does not matter which of two adapters on one module
+    wrapped the other. Raises ValueError, naming `source` (where the tensors come from), when some of the adapter's
+    tensors are missing, or tensors are unknown (not the adapter's: no base weight is overwritten) or of another
+    shape; an adapter applied here is then removed again, so the model is left as it was. Returns the model."""
+    tensors = {unwrapped_name(k): v for k, v in tensors.items()}
     hyper = dict(hyper)
     apply = method(hyper.pop("method")).apply
     fresh = name not in adapter_names(model) and name not in configs(model)
@@ -115,17 +118,19 @@ def apply_with_tensors(model, hyper: dict, tensors: dict, name: str, source):
     active = [(layer, layer.active) for layer in adapter_layers(model)]
     if fresh:
         apply(model, **hyper, name=name)
-    params = dict(model.named_parameters())
-    missing = sorted(set(adapter_state(model, name)) - set(tensors))
-    bad = [k for k, v in tensors.items() if k not in params or params[k].shape != v.shape]
-    if bad or missing:
+    params = {unwrapped_name(n): p for n, p in model.named_parameters()}
+    state = {unwrapped_name(n) for n in adapter_state(model, name)}
+    problems = {"missing": sorted(state - set(tensors)), "unknown": sorted(set(tensors) - state),
+                "of another shape": sorted(k for k, v in tensors.items() if k in state and params[k].shape != v.shape)}
+    if any(problems.values()):
         if fresh:  # undo the apply: the model is left as it was
             remove_adapter(model, name)
             for n, p in model.named_parameters():
                 p.requires_grad_(trainable.get(n, False))
             for layer, was in active:
                 layer.active = was
-        raise ValueError(f"{source} does not fit this model: {(bad + missing)[:5]} are missing or have other shapes")
+        raise ValueError(f"{source} does not fit this model: " + "; ".join(
+            f"{what}: {names[:5]}" for what, names in problems.items() if names))
     with torch.no_grad():
         for k, v in tensors.items():
             params[k].copy_(v)
