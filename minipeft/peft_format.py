@@ -211,16 +211,18 @@ def import_peft(model, folder, name: str | None = None):
     """Load the Hugging Face peft adapter in `folder` (as peft's save_pretrained writes it) into `model` under
     `name` (default "default"): re-apply the method with the folder's hyper-parameters, then copy the tensors in.
     Raises ValueError, leaving the model unchanged, for an unknown peft_type or option, another base model
-    (base_model_name_or_path, compared by its last path component), or tensors that are missing, unknown or of
-    other shapes; FileNotFoundError for a folder without adapter_config.json. Returns the model."""
+    (base_model_name_or_path against the model's name and the folder it was loaded from, by the last path
+    component), or tensors that are missing, unknown or of other shapes; FileNotFoundError for a folder without
+    adapter_config.json. Returns the model."""
     folder, name = Path(folder), name or "default"
     if not (folder / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{folder} holds no {CONFIG_FILE}: not a peft adapter folder")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    saved, ours = config.get("base_model_name_or_path"), pretrained_model(model).config.name_or_path
-    if saved and ours and Path(saved).name != Path(ours).name:
-        raise ValueError(f"the adapter in {folder} was trained on {saved!r}, not on this {ours!r}: import it into the "
-                         f"base model it was trained on")
+    base, saved = pretrained_model(model), config.get("base_model_name_or_path")
+    ours = {Path(n).name for n in (base.config.name_or_path, getattr(base, "name_or_path", None)) if n}
+    if saved and ours and Path(saved).name not in ours:  # the model's name, or the folder it was loaded from
+        raise ValueError(f"the adapter in {folder} was trained on {saved!r}, not on this {sorted(ours)}: import it "
+                         f"into the base model it was trained on")
     hyper = import_config(model, config, folder)
     tensors = import_tensors(model, load_file(folder / TENSORS_FILE), hyper, name)
     return apply_with_tensors(model, hyper, tensors, name, folder)
