@@ -85,8 +85,12 @@ def logits_and_targets(model, batch, task="classification"):
     labels.shape[1] positions are read (virtual tokens in front are skipped); both flattened."""
     if task not in LOSS_KINDS:
         raise ValueError(f"task must be one of {LOSS_KINDS}, not {task!r}")
-    labels = batch["labels"]
     logits = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
+    return lined_up(logits, batch["labels"], task)
+
+
+def lined_up(logits: torch.Tensor, labels: torch.Tensor, task="classification"):
+    """The model's logits and the batch's labels lined up as logits_and_targets returns them (see there)."""
     if task == "classification":
         return logits, labels
     logits = logits[:, -labels.shape[1]:]
