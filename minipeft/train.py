@@ -27,6 +27,7 @@ The loop reports raw step timings (`stats["step_seconds"]`); what a run costs in
 business (minipeft.lab.measure).
 """
 import math
+import os
 import statistics
 import time
 from functools import partial
@@ -61,6 +62,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if bf16_is_fast(device) else "fp32"
     return precision
+
+
+def default_device(device=None) -> torch.device:
+    """Where to put a model: `device` if given ("cuda", "cuda:1", "cpu", a torch.device), else $MINIPEFT_DEVICE if
+    set (e.g. MINIPEFT_DEVICE=cpu on a GPU machine), else the first CUDA GPU if there is one, else the CPU."""
+    if device is None:
+        device = os.environ.get("MINIPEFT_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def model_device(model) -> torch.device:
