@@ -65,7 +65,8 @@ class AdapterTrainer(Trainer):
         return super().compute_loss(model, inputs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Write the adapter (save_adapter), not the model: what checkpoints and save_model hold."""
+        """Write the adapter (save_adapter), not the model: what checkpoints and save_model hold (not the tokenizer,
+        nor Trainer's training_args.bin, a pickle)."""
         if self.args.should_save:
             save_adapter(self.model, Path(output_dir or self.args.output_dir), self.adapter_name)
 
