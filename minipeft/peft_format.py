@@ -35,7 +35,6 @@ import re
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedModel
 
 from .core import body, configs, find_modules, is_adapter_parameter, pretrained_model
 from .methods.prefix_tuning import kv_sizes
@@ -73,6 +72,7 @@ def minipeft_targets(target_modules) -> list[str]:
 def task_type(model) -> str | None:
     """peft's task_type for `model`: CAUSAL_LM for a transformers model that generates, FEATURE_EXTRACTION for
     another transformers model (BertModel), None for any other nn.Module (a Classifier)."""
+    from transformers import PreTrainedModel  # here, not on top: importing minipeft stays quick
     if not isinstance(model, PreTrainedModel):
         return None
     return "CAUSAL_LM" if model.can_generate() else "FEATURE_EXTRACTION"
@@ -88,7 +88,7 @@ def export_config(model, name: str) -> dict:
         raise ValueError(f"adapter {name!r} is {method}, which Hugging Face peft does not have: export_peft writes "
                          f"{sorted(PEFT_TYPES)}; save it with save_adapter instead")
     peft_type, base = PEFT_TYPES[method], pretrained_model(model)
-    if peft_type in PROMPT_TYPES and not isinstance(model, PreTrainedModel):
+    if peft_type in PROMPT_TYPES and task_type(model) is None:
         raise ValueError(f"peft loads {method} only into a transformers model (LlamaForCausalLM: CAUSAL_LM; BertModel, "
                          f"LlamaModel: FEATURE_EXTRACTION), not into a {type(model).__name__}: apply it to the "
                          f"transformers model itself to export it, or save this one with save_adapter")
