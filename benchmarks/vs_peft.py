@@ -88,7 +88,8 @@ QUICK_SETTINGS = {"warmup": 1, "steps": 3}
 def load_base(name: str, quick: bool) -> nn.Module:
     if quick:
         return models.tiny_bert() if name == "minilm" else models.tiny_llama()
-    return (models.load_encoder() if name == "minilm" else models.load_causal_lm())[0]
+    # CPU timings by design (the course's laptop; on a GPU, timing asynchronous kernels would need synchronising)
+    return (models.load_encoder(device="cpu") if name == "minilm" else models.load_causal_lm(device="cpu"))[0]
 
 
 def make_batch(config, spec: dict, seed: int = 0) -> dict:

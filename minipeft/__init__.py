@@ -1,7 +1,8 @@
 """minipeft: parameter-efficient fine-tuning from scratch, one method per file.
 
     minipeft/            the library: core.py (adapter layers, targeting, freezing, switching), params.py (counts),
-                         saving.py (safetensors), train.py (the training loop)
+                         saving.py (safetensors), peft_format.py (Hugging Face peft's adapter folders, both ways),
+                         train.py (the training loop), trainer.py (transformers.Trainer with adapters)
     minipeft/methods/    one file per method, each with its formula, a picture and the paper; the registry
     minipeft/lab/        the course's kit: models, datasets, the comparison harness, measurements, plots, widgets.
                          It uses the library; the library never imports it (`mp.lab` loads it on first use).
@@ -19,7 +20,7 @@ API tour (runs as written; tests/test_api_tour.py executes it; swap tiny_bert() 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model(**batch)["loss"].backward(); opt.step()                  # one training step: only LoRA + head move
 
-    mp.save_adapter(model, "runs/sentiment", name="sentiment")     # adapter.safetensors + adapter_config.json
+    mp.save_adapter(model, "runs/sentiment", name="sentiment")     # adapter.safetensors + minipeft_adapter.json
     fresh = mp.Classifier(mp.lab.tiny_bert(), num_labels=2, pooling="mean")
     mp.load_adapter(fresh, "runs/sentiment")                       # re-applies LoRA, copies the tensors in
 
@@ -36,12 +37,13 @@ config and makes only them and the head trainable (core.record_and_activate). `m
 """
 import importlib
 
-from . import core, params, saving, train
+from . import core, params, peft_format, saving, train
 from .core import adapter_names, disable_adapters, find_modules, freeze, remove_adapter, set_adapter
 from .methods import (METHODS, Classifier, apply_bitfit, apply_bottleneck, apply_deep_prompts, apply_dora,
                       apply_finetune, apply_ia3, apply_lora, apply_p_tuning, apply_prefix_tuning, apply_probe,
                       apply_prompt_tuning, fold_prefix, merge_lora, unmerge_lora)
 from .params import count_parameters, parameter_report, print_parameter_report
+from .peft_format import export_peft, import_peft
 from .saving import load_adapter, save_adapter
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ Vocabulary
                     together are the names in use (`check_new_adapter`).
     active          which adapter an adapter layer runs: a name, None (base behaviour), or a list with one name
                     per row of the batch (a "mixed batch": a different adapter per row in one forward pass).
+                    Only active adapters train (`train_active_adapters`); switching adapters switches that too.
     head            a task head (module named `head`, e.g. the classifier's). It is always trained and saved.
 
 One name rule drives freezing and saving alike: a parameter whose name has an `adapters` component belongs to an
@@ -196,8 +197,20 @@ def mark_trainable(model: nn.Module, predicate) -> int:
 
 
 def train_adapters_only(model: nn.Module) -> None:
-    """The PEFT rule: freeze the base model; train the adapter parameters and the task head."""
-    mark_trainable(model, lambda n, p: is_adapter_parameter(n) or is_head(n))
+    """The PEFT rule: freeze the base model; train the task head and the active adapters (train_active_adapters)."""
+    mark_trainable(model, lambda n, p: is_head(n))
+    train_active_adapters(model)
+
+
+def train_active_adapters(model: nn.Module) -> None:
+    """Adapter parameters train exactly when their adapter is active: the one switched on, or every adapter of a
+    mixed batch; the others are frozen (base and head parameters are left as they are). set_adapter applies it, so
+    a model holding several adapters trains only those its batches use: PyTorch DDP refuses trainable parameters
+    that get no gradient, and an optimizer would keep state for them."""
+    for layer in adapter_layers(model):
+        active = layer.active_names()
+        for name, module in layer.adapters.items():
+            module.requires_grad_(name in active)
 
 
 def trains_base(model: nn.Module) -> bool:
@@ -214,13 +227,14 @@ def adapter_names(model: nn.Module) -> list[str]:
 
 def set_adapter(model: nn.Module, active) -> None:
     """Activate one adapter by name, None for the plain base model, or a list of names (one per batch row).
-    Raises KeyError for a name no adapter layer holds."""
+    Only the active adapters train (train_active_adapters). Raises KeyError for a name no adapter layer holds."""
     names = adapter_names(model)
     unknown = sorted(set(names_per_row(active, 1)) - set(names))
     if unknown:
         raise KeyError(f"no adapter named {unknown} on this model; it has {names}")
     for layer in adapter_layers(model):
         layer.active = active if active is None or isinstance(active, str) else list(active)
+    train_active_adapters(model)
 
 
 def disable_adapters(model: nn.Module) -> None:
@@ -254,9 +268,9 @@ def unwrap_empty(model: nn.Module) -> None:
 
 
 def record_and_activate(model: nn.Module, name: str, method: str, **hyper_parameters) -> nn.Module:
-    """The last step of every apply_* that inserts adapter modules: record the config, train only adapters and
-    head (the PEFT rule), and make `name` the active adapter. Returns the model."""
+    """The last step of every apply_* that inserts adapter modules: record the config, make `name` the active
+    adapter, and train only it and the head (the PEFT rule). Returns the model."""
     record_config(model, name, method, **hyper_parameters)
-    train_adapters_only(model)
     set_adapter(model, name)
+    train_adapters_only(model)
     return model

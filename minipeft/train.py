@@ -27,6 +27,7 @@ The loop reports raw step timings (`stats["step_seconds"]`); what a run costs in
 business (minipeft.lab.measure).
 """
 import math
+import os
 import statistics
 import time
 from functools import partial
@@ -63,6 +64,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def default_device(device=None) -> torch.device:
+    """Where to put a model: `device` if given ("cuda", "cuda:1", "cpu", a torch.device), else $MINIPEFT_DEVICE if
+    set (e.g. MINIPEFT_DEVICE=cpu on a GPU machine), else the first CUDA GPU if there is one, else the CPU."""
+    if device is None:
+        device = os.environ.get("MINIPEFT_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def model_device(model) -> torch.device:
     """The device of the model's first parameter (the CPU for a model without parameters)."""
     return next(model.parameters(), torch.empty(0)).device
@@ -85,8 +94,12 @@ def logits_and_targets(model, batch, task="classification"):
     labels.shape[1] positions are read (virtual tokens in front are skipped); both flattened."""
     if task not in LOSS_KINDS:
         raise ValueError(f"task must be one of {LOSS_KINDS}, not {task!r}")
-    labels = batch["labels"]
     logits = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
+    return lined_up(logits, batch["labels"], task)
+
+
+def lined_up(logits: torch.Tensor, labels: torch.Tensor, task="classification"):
+    """The model's logits and the batch's labels lined up as logits_and_targets returns them (see there)."""
     if task == "classification":
         return logits, labels
     logits = logits[:, -labels.shape[1]:]

@@ -55,10 +55,11 @@ def lm_or_classifier_loss(model, batch):
 
 @torch.no_grad()
 def perturb_trainable(model, scale: float = 0.1, seed: int = 1) -> None:
-    """Move every trainable tensor away from its initial value (B = 0, ones, W_up = 0 make weak tests)."""
+    """Move every trainable tensor, and every adapter's tensors (an inactive adapter is frozen), away from its
+    initial value (B = 0, ones, W_up = 0 make weak tests)."""
     g = torch.Generator().manual_seed(seed)
-    for p in model.parameters():
-        if p.requires_grad:
+    for name, p in model.named_parameters():
+        if p.requires_grad or ".adapters." in name:
             p.add_(scale * torch.randn(p.shape, generator=g))
 
 

@@ -164,7 +164,7 @@ def test_loading_a_file_that_lacks_a_tensor_fails_and_changes_nothing(tmp_path):
 def test_loading_into_another_task_head_is_refused(tmp_path):
     model = mp.apply_lora(mp.Classifier(models.tiny_bert(), pooling="mean"), r=2)
     path = mp.save_adapter(model, tmp_path / "adapter")
-    assert json.loads((path / "adapter_config.json").read_text())["task_head"]["pooling"] == "mean"
+    assert json.loads((path / "minipeft_adapter.json").read_text())["task_head"]["pooling"] == "mean"
     with pytest.raises(ValueError, match="task head"):
         mp.load_adapter(mp.Classifier(models.tiny_bert(), pooling="cls"), path)
 

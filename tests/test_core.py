@@ -92,3 +92,31 @@ def test_switching_needs_a_known_adapter(tiny_bert):
         core.set_adapter(tiny_bert, "b")
     with pytest.raises(KeyError):
         core.remove_adapter(tiny_bert, "b")
+
+
+def trainable_adapters(model) -> set:
+    """The adapter names whose parameters require grad."""
+    return {n.split(".adapters.")[1].split(".")[0] for n, p in model.named_parameters()
+            if p.requires_grad and ".adapters." in n}
+
+
+def test_only_the_active_adapters_train(tiny_bert):
+    """The bug: every adapter on a model trained, so an inactive one held trainable parameters that got no gradient
+    (PyTorch DDP raises on those). Now applying, switching and mixed batches all decide what trains."""
+    model = Classifier(tiny_bert)
+    apply_lora(model, ["query"], r=2, name="a")
+    apply_lora(model, ["value"], r=2, name="b")
+    assert trainable_adapters(model) == {"b"}
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("head."))
+    core.set_adapter(model, "a")
+    assert trainable_adapters(model) == {"a"}
+    core.set_adapter(model, ["a", "b", "a"])
+    assert trainable_adapters(model) == {"a", "b"}
+    core.set_adapter(model, None)
+    assert trainable_adapters(model) == set()
+    core.set_adapter(model, "b")
+    ids = torch.randint(5, 1000, (2, 6))
+    model(ids, labels=torch.tensor([0, 1]))["loss"].backward()
+    got_gradient = {n.split(".adapters.")[1].split(".")[0] for n, p in model.named_parameters()
+                    if ".adapters." in n and p.grad is not None}
+    assert got_gradient == trainable_adapters(model) == {"b"}  # every trainable adapter tensor gets a gradient

