@@ -127,17 +127,30 @@ class Page:
                 raise TimeoutError(f"waited {timeout} s for {what}")
             time.sleep(poll)
 
-    def open(self, name: str, timeout=60) -> None:
-        """Open notebook `name` (relative to the server's root) alone in the main area; wait until its kernel is
-        idle and its cells are rendered."""
-        self.driver.get(f"{self.lab.url}/lab/tree/{name}?reset&token={self.lab.token}")
-        self.wait(lambda: self.js("return !!(window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                  " && window.jupyterapp.shell.currentWidget.content"
-                                  " && window.jupyterapp.shell.currentWidget.content.widgets)"),
-                  timeout, f"{name} to open")
-        self.wait(lambda: self.kernel_status() == "idle", timeout, f"the kernel of {name} to start")
-        self.wait(lambda: self.js("return document.querySelectorAll('.jp-Notebook .jp-Cell').length > 0"),
-                  timeout, f"the cells of {name}")
+    def load(self, timeout=90) -> None:
+        """Load JupyterLab (a fresh workspace) and wait until the app is up."""
+        self.driver.get(f"{self.lab.url}/lab?reset&token={self.lab.token}")
+        self.wait(lambda: self.js("return !!(window.jupyterapp && window.jupyterapp.serviceManager"
+                                  " && document.querySelector('#jp-main-dock-panel'))"), timeout, "JupyterLab to load")
+
+    def open(self, path: str, timeout=90) -> None:
+        """Open notebook `path` (relative to the server's root) as a student would (File > Open), make it the
+        current tab, and wait until its kernel is idle."""
+        self.command("docmanager:open", {"path": path})
+        self.activate(path)
+        self.wait(lambda: self.js("return window.jupyterapp.shell.currentWidget.context.isReady"), timeout,
+                  f"{path} to open")
+        self.wait(lambda: self.kernel_status() == "idle", timeout, f"the kernel of {path} to start")
+
+    def activate(self, path: str) -> None:
+        """Make the open notebook `path` the current tab."""
+        found = self.js("for (const w of window.jupyterapp.shell.widgets('main')) {"
+                        "  if (w.context && w.context.path === arguments[0]) {"
+                        "    window.jupyterapp.shell.activateById(w.id); return true; } }"
+                        "return false;", path)
+        assert found, f"{path} is not open"
+        self.wait(lambda: self.js("return window.jupyterapp.shell.currentWidget.context.path") == path, 10,
+                  f"{path} to come to the front")
 
     def command(self, name: str, args: dict | None = None):
         """Run a JupyterLab command (what a menu entry or a shortcut runs), e.g. notebook:run-all-cells."""
@@ -147,23 +160,36 @@ class Page:
             ".then(() => done(true), e => done(String(e)));", name, args)
 
     def kernel_status(self) -> str:
-        return self.js("const e = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-                       "return e ? e.getAttribute('data-status') : null;")
+        """The current notebook's kernel: idle, busy, starting... (what its toolbar's indicator shows)."""
+        return self.js("const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+                       "return s && s.session && s.session.kernel ? s.session.kernel.status : null;")
 
     def run_all(self) -> None:
+        """Run > Run All Cells, on the current notebook."""
         self.command("notebook:run-all-cells")
 
     def wait_until_run(self, timeout) -> None:
-        """Wait until no cell is queued or running ([*]) and the kernel is idle."""
-        def finished():
-            queued = self.js("return [...document.querySelectorAll('.jp-InputArea-prompt')]"
-                             ".some(p => p.textContent.includes('*'))")
-            pending = self.js("const nb = window.jupyterapp.shell.currentWidget.content;"
-                              "return nb.widgets.some(c => c.model.type === 'code' && c.promptNode"
-                              " && c.promptNode.textContent.includes('*'));")
-            return not queued and not pending and self.kernel_status() == "idle"
-        time.sleep(1)
-        self.wait(finished, timeout, "Run All to finish", poll=1)
+        """Wait until the current notebook has no cell queued or running and its kernel has stayed idle a moment."""
+        quiet = []
+        def settled():
+            quiet.append(not self.running())
+            return len(quiet) >= 3 and all(quiet[-3:])
+        self.wait(settled, timeout, "Run All to finish", poll=1)
+
+    def running(self) -> bool:
+        """Whether a cell of the current notebook is queued or running ([*]), or its kernel is busy."""
+        return self.js("const nb = window.jupyterapp.shell.currentWidget.content;"
+                       "return nb.widgets.some(c => c.model.type === 'code' && (c.model.executionState === 'running'"
+                       " || (c.promptNode && c.promptNode.textContent.includes('*'))));") \
+            or self.kernel_status() != "idle"
+
+    def errors(self) -> list[int]:
+        """The cells of the current notebook whose output holds an error."""
+        return self.js("const nb = window.jupyterapp.shell.currentWidget.content; const found = [];"
+                       "nb.widgets.forEach((c, i) => { if (c.model.type === 'code') {"
+                       "  for (let k = 0; k < c.model.outputs.length; k++) {"
+                       "    if (c.model.outputs.get(k).type === 'error') { found.push(i); break; } } } });"
+                       "return found;")
 
     def cell_count(self) -> int:
         return self.js("return window.jupyterapp.shell.currentWidget.content.widgets.length")
@@ -200,5 +226,9 @@ class Page:
         return path
 
     def is_dirty(self) -> bool:
-        """Whether the notebook's tab says it has unsaved changes."""
+        """Whether the notebook's tab says it has unsaved changes (the dot on the tab)."""
         return self.js("return window.jupyterapp.shell.currentWidget.context.model.dirty")
+
+    def outputs(self, index: int):
+        """The DOM node of cell `index`'s output area (scrolled into view)."""
+        return self.js("return arguments[0].querySelector('.jp-OutputArea')", self.show_cell(index))

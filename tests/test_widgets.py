@@ -86,6 +86,8 @@ def test_sweep_accuracy_reads_compare_results(tmp_path):
     ]}
     assert sweep_accuracy(results, "lora", "r") == pytest.approx({2: 0.75, 8: 0.9})
     assert sweep_accuracy(results, "bottleneck", "r", placement="pfeiffer") == {8: 0.65}
+    old_name = {"runs": [{"key": key("Pfeiffer r=4", "adapter", {"r": 4, "placement": "pfeiffer"}, 0), "test": 0.7}]}
+    assert sweep_accuracy(old_name, "bottleneck", "r", placement="pfeiffer") == {4: 0.7}  # rank_sweep.json's name
     # the keys above are in compare.run_key's format
     assert run_key({"label": "LoRA r=2", "method": "lora", "kwargs": {"r": 2}}, 1e-3, 0, "final") == \
         key("LoRA r=2", "lora", {"r": 2}, 0)

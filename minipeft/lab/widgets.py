@@ -107,6 +107,9 @@ class SizeExplorer:
         display(self.widget)
 
 
+RENAMED = {"adapter": "bottleneck"}  # method names in results written before the registry's names (issue 8)
+
+
 def sweep_accuracy(results: dict, method: str, size_key: str, **where) -> dict:
     """{size: test accuracy} from a compare.py results file, e.g. (rank_sweep, "lora", "r") → {1: 0.71, ...}.
     `where` keeps runs whose other kwargs match (placement="pfeiffer"); with several seeds, their mean. Only final
@@ -114,6 +117,7 @@ def sweep_accuracy(results: dict, method: str, size_key: str, **where) -> dict:
     found = {}
     for run in results["runs"]:
         _, run_method, kwargs, _, _, _, *phase = json.loads(run["key"])
+        run_method = RENAMED.get(run_method, run_method)
         if phase == ["search"]:
             continue
         if run_method == method and size_key in kwargs and all(kwargs.get(k) == v for k, v in where.items()):
