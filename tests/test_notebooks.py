@@ -65,6 +65,13 @@ def test_run_notebooks_saves_widget_state_kernel_and_trust(tmp_path, monkeypatch
     from nbformat.sign import NotebookNotary
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # a scratch trust database
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")  # ... whose kernelspecs come first
+    for name in ["minipeft", "python3"]:  # a user's broken kernelspecs must not matter
+        spec = tmp_path / "jupyter" / "kernels" / name / "kernel.json"
+        spec.parent.mkdir(parents=True)
+        spec.write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f",
+                                             "{connection_file}"], "display_name": name, "language": "python"}))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # only the course's kernelspec may set it
     path = tmp_path / "small.ipynb"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in SMALL_NOTEBOOK])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
