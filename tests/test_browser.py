@@ -71,8 +71,10 @@ def screenshots(request, tmp_path_factory):
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(f"browser test screenshots: {folder}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter and capture:
+        with capture.global_and_fixture_disabled():  # past pytest's output capture, onto the terminal
+            reporter.write_line(f"\nbrowser test screenshots: {folder}")
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +230,9 @@ def test_a_notebook_saved_by_run_notebooks_opens_unmodified_with_its_widgets(pag
     page.screenshot("saved-by-run-notebooks")
     assert page.js("return arguments[0].querySelectorAll('.noUi-handle').length", explorer) == 1
     assert page.js("return arguments[0].querySelector('.widget-readout').innerText", explorer) == "2"
+    button = page.js("return arguments[0].querySelector('button.jupyter-button')", explorer)
+    assert button.text == "Train rank r = 2 live", button.text  # the whole label, not "Train rank r…"
+    assert page.js("return arguments[0].scrollWidth <= arguments[0].clientWidth + 1", button), "the label is cut"
     assert "3/3" in page.js("return arguments[0].innerText", bar)  # the bar as it ended, drawn as a widget
     assert page.js("return arguments[0].querySelectorAll('.progress-bar, .widget-progress').length", bar)
     assert not page.is_dirty(), "a notebook saved by run_notebooks.py is marked modified on opening"
