@@ -1,11 +1,11 @@
 """JupyterLab in a headless Chromium, for the browser tests: what a student sees, not what the kernel holds.
 
-    lab = JupyterLab(root, env={"MINIPEFT_QUICK": "1"})   # this environment's JupyterLab, a free port, a token,
-    lab.start()                                          #   its own Jupyter data, config and settings folders
-    page = Page(lab, screenshots)                        # Chromium through chromedriver
-    page.open("06_adapter_tuning.ipynb"); page.run_all(); page.wait_idle()
-    page.cell_text(i); page.widgets(i); page.screenshot("06-after-run-all")
-    lab.stop()
+    lab = JupyterLab(root, state, env={"MINIPEFT_QUICK": "1"})  # this environment's JupyterLab: a free port, a
+    lab.start()                                                 #   token, its own Jupyter folders under state/
+    page = Page(lab, screenshots)                               # Chromium through chromedriver
+    page.load(); page.open("run/06_adapter_tuning.ipynb"); page.run_all(); page.wait_until_run(300)
+    page.outputs(i); page.is_dirty(); page.screenshot("06-after-run-all")
+    page.close(); lab.stop()
 
 JupyterLab runs as a child process with its own JUPYTER_DATA_DIR (kernelspecs, the trust database),
 JUPYTER_CONFIG_DIR, settings and workspaces, so the tests neither read nor change the user's Jupyter.
@@ -71,7 +71,8 @@ class JupyterLab:
         if os.getuid() == 0:
             args.append("--allow-root")
         self.state.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(args, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self.log_file = open(self.log, "w")
+        self.process = subprocess.Popen(args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,12 +85,15 @@ class JupyterLab:
         raise TimeoutError(f"JupyterLab did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
+        """Shut the server (and its kernels) down."""
         if self.process and self.process.poll() is None:
             self.process.terminate()  # the server shuts its kernels down on SIGTERM
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        if self.process:
+            self.log_file.close()
 
 
 class Page:
@@ -154,10 +158,12 @@ class Page:
 
     def command(self, name: str, args: dict | None = None):
         """Run a JupyterLab command (what a menu entry or a shortcut runs), e.g. notebook:run-all-cells."""
-        return self.driver.execute_async_script(
+        result = self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "window.jupyterapp.commands.execute(arguments[0], arguments[1] || {})"
             ".then(() => done(true), e => done(String(e)));", name, args)
+        if result is not True:
+            raise RuntimeError(f"JupyterLab command {name} failed: {result}")
 
     def kernel_status(self) -> str:
         """The current notebook's kernel: idle, busy, starting... (what its toolbar's indicator shows)."""
@@ -198,13 +204,6 @@ class Page:
         return self.js("return window.jupyterapp.shell.currentWidget.content.widgets[arguments[0]]"
                        ".model.sharedModel.getSource()", index)
 
-    def find_cell(self, needle: str) -> int:
-        """Index of the first cell whose source contains `needle`."""
-        for i in range(self.cell_count()):
-            if needle in self.cell_source(i):
-                return i
-        raise LookupError(f"no cell contains {needle!r}")
-
     def show_cell(self, index: int):
         """Scroll cell `index` into view (the notebook is windowed: cells off screen are not in the DOM) and
         return its DOM node."""
@@ -213,11 +212,6 @@ class Page:
         script = ("const c = window.jupyterapp.shell.currentWidget.content.widgets[arguments[0]];"
                   "return c.node.isConnected && c.node.offsetHeight > 0 ? c.node : null;")
         return self.wait(lambda: self.js(script, index), 20, f"cell {index} to render")
-
-    def output_text(self, index: int) -> str:
-        """The text a student reads in cell `index`'s output area."""
-        node = self.show_cell(index)
-        return self.js("const o = arguments[0].querySelector('.jp-OutputArea'); return o ? o.innerText : '';", node)
 
     def screenshot(self, name: str) -> Path:
         self.screenshots.mkdir(parents=True, exist_ok=True)
