@@ -213,7 +213,11 @@ class Page:
                   "return c.node.isConnected && c.node.offsetHeight > 0 ? c.node : null;")
         return self.wait(lambda: self.js(script, index), 20, f"cell {index} to render")
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, node=None) -> Path:
+        """Save what the browser shows as <screenshots>/<name>.png, with `node` (an output area) centred if given."""
+        if node is not None:
+            self.js("arguments[0].scrollIntoView({block: 'center'})", node)
+            time.sleep(0.3)
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"{name}.png"
         self.driver.save_screenshot(str(path))

@@ -178,7 +178,7 @@ def test_size_slider_after_run_all_moves_with_the_keyboard_and_trains(page, ran,
     errors = [i for i in page.errors() if i <= cell]
     assert not errors, f"{name}: cells {errors} failed before the slider (see {page.screenshot(notebook + '-error')})"
     now = shown(page, cell)
-    page.screenshot(f"{notebook}-1-after-run-all")
+    page.screenshot(f"{notebook}-1-after-run-all", page.outputs(cell))
     assert now["handles"] == 1 and "Error displaying widget" not in now["all"], f"{name}: no slider: {now['all']!r}"
     size = slider_set_by_the_code(page, cell)
     assert now["readout"] == str(size) and f"{label} = {size}" in now["info"], now
@@ -196,18 +196,18 @@ def test_size_slider_after_run_all_moves_with_the_keyboard_and_trains(page, ran,
                   20, f"the numbers of {label} = {size}")
         now = shown(page, cell)
         assert not now["output"], f"the last run's output stayed under the slider: {now['output']!r}"
-    page.screenshot(f"{notebook}-2-moved-with-arrow-keys")
+    page.screenshot(f"{notebook}-2-moved-with-arrow-keys", page.outputs(cell))
 
     assert now["button"] == f"Train {label} = {size} live" and not now["button_cut"], now["button"]
     page.js("arguments[0].click()", page.js("return arguments[0].querySelector('button.jupyter-button')",
                                             page.outputs(cell)))
     page.wait(lambda: shown(page, cell)["disabled"], 30, "the button to be disabled while training")
-    page.screenshot(f"{notebook}-3-training")
+    page.screenshot(f"{notebook}-3-training", page.outputs(cell))
     done = f"{label} = {size}: live accuracy "
     page.wait(lambda: done in (shown(page, cell)["output"] or ""), 180, f"the live run of {label} = {size}")
     page.wait(lambda: not shown(page, cell)["disabled"], 30, "the button to come back")
     now = shown(page, cell)
-    page.screenshot(f"{notebook}-4-trained")
+    page.screenshot(f"{notebook}-4-trained", page.outputs(cell))
     accuracy = re.search(re.escape(done) + r"([01]\.\d{3})", now["output"])[1]
     assert f"training {label} = {size} …" in now["output"] and f"live run {accuracy}" in now["info"], now
 
@@ -227,7 +227,7 @@ def test_a_notebook_saved_by_run_notebooks_opens_unmodified_with_its_widgets(pag
     bar, explorer = page.outputs(1), page.outputs(2)
     page.wait(lambda: page.js("return arguments[0].querySelectorAll('.jupyter-widgets').length", explorer), 20,
               "the saved widgets")
-    page.screenshot("saved-by-run-notebooks")
+    page.screenshot("saved-by-run-notebooks", explorer)
     assert page.js("return arguments[0].querySelectorAll('.noUi-handle').length", explorer) == 1
     assert page.js("return arguments[0].querySelector('.widget-readout').innerText", explorer) == "2"
     button = page.js("return arguments[0].querySelector('button.jupyter-button')", explorer)
@@ -262,7 +262,7 @@ def test_committed_notebook_shows_its_saved_widgets(page, name):
         assert not re.search(r"[HV]Box\(children=|\d+%\|", text), f"{name} cell {i} shows widgets as text: {text!r}"
         if "SizeExplorer(" in nb.cells[i].source:
             assert page.js("return arguments[0].querySelectorAll('.noUi-handle').length", out) == 1
-            page.screenshot(f"committed-{name[:2]}-explorer")
+            page.screenshot(f"committed-{name[:2]}-explorer", out)
 
 
 def names_the_course_kernel(name: str) -> bool:
