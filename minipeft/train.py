@@ -225,6 +225,7 @@ def train(model, train_loader, val_loader=None, *, lr, steps=None, epochs=None, 
         if metric is not None and (best["metric"] is None or metric > best["metric"]):
             weights = {name: p.detach().clone() for name, p in trainable.items()}
             best, since_best = {"metric": metric, "step": step, "weights": weights}, 0
+        bar.set_postfix(loss=f"{loss.item():.4f}", best=best["metric"])  # the bar ends on the best train returns
         if patience is not None and since_best >= patience:
             break
     bar.close()

@@ -6,13 +6,14 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle threads sleep (lab/kernel.py)
 
 import pytest
 import torch
 
-from minipeft.lab import models
+from minipeft.lab import course, models
 
-torch.set_num_threads(2)
+torch.set_num_threads(course.threads())
 
 
 @pytest.fixture(scope="session")

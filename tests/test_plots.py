@@ -88,6 +88,63 @@ def test_point_labels_do_not_collide():
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
+def test_short_module_names_drop_what_all_share_and_stay_apart():
+    columns = ["word_embeddings", "LayerNorm", "attention.self.query", "attention.output.dense",
+               "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm", "dense", "head"]
+    assert plots.short_module_names(columns) == [
+        "word_emb", "LayerNorm", "query", "attn.output.dense", "attn.output.LayerNorm", "intermediate.dense",
+        "output.dense", "output.LayerNorm", "dense", "head"]
+    assert plots.short_module_names(["self_attn.q_proj", "mlp.down_proj"]) == ["q_proj", "down_proj"]
+
+
+def meta_model(kind):
+    """A model of MiniLM's or SmolLM2's shapes on the meta device (no memory, no weights): what the maps draw."""
+    import torch
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from minipeft.methods.probing import Classifier
+    with torch.device("meta"):
+        if kind == "minilm":
+            return Classifier(BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                                   intermediate_size=1536)), 2)
+        return LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=576, num_hidden_layers=30,
+                                            num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536))
+
+
+def assert_readable(fig):
+    """The figure fits a notebook (≤ 900 px at 100 dpi); no label, title or cell number is cut by the figure's edge;
+    every number sits inside its cell; no type under 7 pt."""
+    fig.set_dpi(100)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert fig.bbox.width <= 900 + 1e-6, f"{fig.bbox.width:.0f} px wide"
+    for ax in fig.axes:
+        labels = ax.get_xticklabels() + ax.get_yticklabels() + [ax.title]
+        for text in labels + ax.texts:
+            box = text.get_window_extent(renderer)
+            assert fig.bbox.x0 - 0.5 <= box.x0 and box.x1 <= fig.bbox.x1 + 0.5, f"{text.get_text()!r} cut at a side"
+            assert fig.bbox.y0 - 0.5 <= box.y0 and box.y1 <= fig.bbox.y1 + 0.5, f"{text.get_text()!r} cut at an end"
+            assert text.get_fontsize() >= 7, f"{text.get_text()!r} in {text.get_fontsize()} pt"
+        for text in ax.texts:  # the numbers in the cells
+            x, y = text.get_position()
+            (left, bottom), (right, top) = ax.transData.transform([(x - 0.5, y + 0.5), (x + 0.5, y - 0.5)])
+            box = text.get_window_extent(renderer)
+            assert left <= box.x0 and box.x1 <= right and bottom <= box.y0 and box.y1 <= top, \
+                f"{text.get_text()!r} spills out of its cell"
+
+
+def test_parameter_maps_fit_a_notebook_and_cut_no_label():
+    minilm = meta_model("minilm")
+    full = build({"method": "finetune"}, minilm)  # 11.7M in the word embeddings: the widest number
+    assert_readable(plots.parameter_map(full, title="full fine-tuning").figure)
+    lora = {f"LoRA {label}": build({"method": "lora", "kwargs": {"targets": targets, "r": 4}}, minilm)
+            for label, targets in [("q,v", ["query", "value"]), ("FFN", ["intermediate.dense", "output.dense"]),
+                                   ("q,k,v,o", ["query", "key", "value", "attention.output.dense"])]}
+    assert_readable(plots.parameter_maps(lora))
+    smollm2 = meta_model("smollm2")
+    assert_readable(plots.parameter_maps({"SmolLM2, LoRA": apply_lora(smollm2, ["q_proj", "v_proj"], r=8)}))
+
+
 @pytest.fixture(autouse=True)
 def close_figures():
     yield

@@ -115,3 +115,41 @@ def test_readme_line_counts_of_the_method_files_are_measured():
     assert {name for name, _ in rows} >= set(METHOD_FILES)
     for name, count in rows:
         assert int(count) == lines_of_code(ROOT / "minipeft" / "methods" / f"{name}.py"), f"{name}.py: run the counter"
+
+
+def make_dry_run(*args) -> str:
+    """What `make` would run (-n: nothing runs; -B: every rule, as on a fresh clone)."""
+    import shutil
+    import subprocess
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    return subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def pip_install_lines(dry_run: str) -> list[str]:
+    return [line for line in dry_run.splitlines() if " -m pip " in line and " install " in line]
+
+
+def test_setup_can_take_torch_from_an_index_or_a_folder_and_is_off_by_default():
+    editable = [line for line in pip_install_lines(make_dry_run("setup")) if "-e " in line]
+    assert len(editable) == 1 and "--extra-index-url" not in editable[0] and "--find-links" not in editable[0]
+    url = "https://download.pytorch.org/whl/cpu"
+    editable = [line for line in pip_install_lines(make_dry_run("setup", f"TORCH_INDEX={url}")) if "-e " in line]
+    assert f"--extra-index-url {url}" in editable[0]
+    editable = [line for line in pip_install_lines(make_dry_run("setup", "TORCH_INDEX=/srv/wheels")) if "-e " in line]
+    assert "--find-links /srv/wheels" in editable[0]
+
+
+def test_setup_is_quiet_and_prepares_the_lab_with_one_command():
+    run = make_dry_run("setup")
+    assert all("--quiet" in line and "--root-user-action=ignore" in line and "--disable-pip-version-check" in line
+               and "ignore:Editable installation" in line for line in pip_install_lines(run))
+    assert re.search(r"^\S*python -m minipeft\.lab$", run, re.M)  # cache, kernel, trust: one line of output
+    assert "minipeft.lab.models" not in run  # `python -m` on a module the package imports warns (RuntimeWarning)
+
+
+def test_lab_passes_options_and_allows_root_only_as_root():
+    import os
+    lab = make_dry_run("lab", "LAB_ARGS=--no-browser --port 8888").splitlines()[-1]
+    assert "jupyter lab notebooks/" in lab and lab.endswith("--no-browser --port 8888")
+    assert ("--allow-root" in lab) == (os.getuid() == 0)

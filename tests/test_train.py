@@ -347,3 +347,14 @@ def test_dropout_off_in_the_base_makes_a_frozen_base_deterministic(bert_tokenize
         train_module.set_train_mode(model, base_dropout)
         losses = [model(**batch)["loss"].item() for _ in range(2)]
         assert (losses[0] == losses[1]) is same
+
+
+def test_the_progress_bar_ends_on_the_best_metric_train_returns(bert_tokenizer, monkeypatch, capsys):
+    """The bar under a notebook's slider must not contradict the accuracy it reports (the last evaluation is best)."""
+    monkeypatch.setattr("minipeft.train.evaluate", lambda model, loader, task, precision: next(scripted))
+    scripted = iter([0.5, 0.6, 0.8])
+    loader = make_loader(toy_data(), bert_tokenizer, "text", batch_size=4)
+    _, stats = train(lora_classifier(), loader, loader, lr=1e-2, steps=6, eval_every=2, progress=True)
+    assert stats["best_metric"] == 0.8
+    last = capsys.readouterr().err.rstrip().split("\r")[-1]  # the bar as it was left
+    assert "6/6" in last and "best=0.8," in last, last

@@ -86,6 +86,61 @@ def test_sweep_accuracy_reads_compare_results(tmp_path):
     ]}
     assert sweep_accuracy(results, "lora", "r") == pytest.approx({2: 0.75, 8: 0.9})
     assert sweep_accuracy(results, "bottleneck", "r", placement="pfeiffer") == {8: 0.65}
+    old_name = {"runs": [{"key": key("Pfeiffer r=4", "adapter", {"r": 4, "placement": "pfeiffer"}, 0), "test": 0.7}]}
+    assert sweep_accuracy(old_name, "bottleneck", "r", placement="pfeiffer") == {4: 0.7}  # rank_sweep.json's name
     # the keys above are in compare.run_key's format
     assert run_key({"label": "LoRA r=2", "method": "lora", "kwargs": {"r": 2}}, 1e-3, 0, "final") == \
         key("LoRA r=2", "lora", {"r": 2}, 0)
+
+
+def test_slider_starts_where_asked_and_training_another_size_does_not_move_it():
+    explorer = lora_explorer(value=2, train=lambda r: 0.5 + r / 100)
+    assert explorer.slider.value == 2
+    assert explorer.train_live(16) == pytest.approx(0.66)  # a notebook cell training r = 16, as notebook 06 does
+    assert explorer.slider.value == 2 and explorer.numbers()["size"] == 2
+    assert explorer.live == {16: pytest.approx(0.66)}
+    assert lora_explorer().slider.value == 4  # no value: the middle size
+    with pytest.raises(ValueError, match="not one of the slider's sizes"):
+        lora_explorer(value=3)
+
+
+def test_button_says_which_size_it_trains_and_is_disabled_while_training(capsys):
+    seen = []
+
+    def train(r):
+        seen.append((r, explorer.button.disabled, explorer.slider.disabled))
+        return 0.7
+
+    explorer = lora_explorer(train=train)
+    explorer.slider.value = 16
+    assert explorer.button.description == "Train rank r = 16 live"  # the label follows the slider
+    assert not explorer.button.disabled
+    explorer.button.click()
+    assert seen == [(16, True, True)]  # both disabled during the run
+    assert not explorer.button.disabled and not explorer.slider.disabled  # and back afterwards
+    printed = capsys.readouterr().out  # outside a kernel the Output widget lets prints through
+    assert "training rank r = 16 …" in printed and "rank r = 16: live accuracy 0.700" in printed
+
+
+def test_a_failing_run_gives_the_controls_back_and_says_why(capsys):
+    def train(r):
+        raise RuntimeError("out of memory")
+
+    explorer = lora_explorer(train=train)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        explorer.train_live()
+    assert not explorer.button.disabled and not explorer.slider.disabled
+    assert explorer.live == {} and "not measured" in explorer.info.value
+    assert "training rank r = 4 failed: RuntimeError: out of memory" in capsys.readouterr().out
+
+
+def test_moving_the_slider_clears_the_last_runs_output():
+    explorer = lora_explorer(train=lambda r: 0.7)
+    cleared = []
+    explorer.output.clear_output = lambda *args, **kwargs: cleared.append(explorer.slider.value)
+    explorer.train_live()  # clears the old bar before a run
+    assert cleared == [4]
+    explorer.slider.value = 8  # a stale bar of r = 4 must not stay under r = 8
+    assert cleared == [4, 8]
+    explorer.slider.value = 8  # no move, nothing to clear
+    assert cleared == [4, 8]

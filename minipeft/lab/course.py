@@ -37,30 +37,56 @@ def load_results(name: str):
 
 
 class ExerciseCheck:
-    """An exercise's auto-check: `check(answer)` prints ✅ or ❌ with a hint and returns True/False.
-    The notebooks' tests call the same checks with the solution and with a wrong answer."""
+    """An exercise's auto-check. `check(answer)` prints ✅, or ❌ with a hint, and returns None, so the notebook
+    shows the message and no `Out[n]: False` under it. The first wrong try shows `hint` (the idea to use); from the
+    second wrong try on, `more` too (a fuller hint). Neither gives the answer away (tests/test_exercises.py checks).
+    `check.passes(answer)` is the True/False without printing: what the tests call with the solution and with a
+    wrong answer."""
 
-    def __init__(self, test, hint: str):
-        self.test, self.hint = test, hint
+    def __init__(self, test, hint: str, more: str | None = None):
+        self.test, self.hint, self.more = test, hint, more
+        self.wrong_tries = 0
 
-    def __call__(self, answer) -> bool:
+    def judge(self, answer) -> tuple[bool, str]:
+        """(right?, why not): a wrong shape or type is a wrong answer, not a crash; its error is the reason."""
+        try:
+            return bool(self.test(answer)), ""
+        except Exception as error:
+            return False, f"{type(error).__name__}: {error}"
+
+    def passes(self, answer) -> bool:
+        """Whether `answer` is right, silently."""
+        return self.judge(answer)[0]
+
+    def __call__(self, answer) -> None:
         if answer is None:
             print("✍️  Replace None with your answer, then run this cell again.")
-            return False
-        hint = self.hint
-        try:
-            ok = bool(self.test(answer))
-        except Exception as error:  # a wrong shape or type is a wrong answer, not a crash
-            ok, hint = False, f"{hint} ({type(error).__name__}: {error})"
-        print("✅ Correct!" if ok else f"❌ Not yet. Hint: {hint}")
-        return ok
+            return
+        ok, error = self.judge(answer)
+        if ok:
+            print("✅ Correct!")
+            return
+        self.wrong_tries += 1
+        lines = [f"❌ Not yet. Hint: {self.hint}"]
+        if self.more and self.wrong_tries >= 2:
+            lines.append(f"   More: {self.more}")
+        elif self.more:
+            lines.append("   (a fuller hint comes with your next try)")
+        if error:
+            lines.append(f"   Your answer raised {error}")
+        print("\n".join(lines))
 
 
 def threads() -> int:
     """How many threads torch should use: $MINIPEFT_THREADS if set, else the physical cores this process may run
-    on (more threads than cores only fight each other for them). The one place the course decides it."""
-    if os.environ.get("MINIPEFT_THREADS"):
-        return max(1, int(os.environ["MINIPEFT_THREADS"]))
+    on (more threads than cores only fight each other for them). The one place the course decides it; the notebooks
+    call torch.set_num_threads(course.threads()). Idle threads should sleep, not spin, when other programs share
+    the cores: the course's kernel sets OMP_WAIT_POLICY=PASSIVE before torch loads (minipeft/lab/kernel.py)."""
+    wanted = os.environ.get("MINIPEFT_THREADS", "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"MINIPEFT_THREADS={wanted!r}: expected a whole number of threads, 1 or more")
+        return int(wanted)
     import psutil
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(psutil.cpu_count(logical=False) or usable or 1, usable or 1))

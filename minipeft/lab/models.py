@@ -128,7 +128,3 @@ def encoder_tokenizer():
 def causal_lm_tokenizer():
     return AutoTokenizer.from_pretrained(causal_lm_cache())
 
-
-if __name__ == "__main__":  # `python -m minipeft.models`: prepare the cache ahead of a lab session
-    print("SmolLM2 cache:", causal_lm_cache())
-    print("MiniLM:", encoder_path())

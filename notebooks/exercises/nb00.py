@@ -15,9 +15,16 @@ def _fresh_share():
 
 
 CHECKS = {
-    "embedding_params": ExerciseCheck(lambda a: int(a) == _embedding_params(),
-                                      "(vocab + positions + token types) × d, plus the LayerNorm's weight and bias"),
-    "fresh_share": ExerciseCheck(lambda a: abs(float(a) - _fresh_share()) < 1e-3,
-                                 "mean of the 0/1 labels of the training split"),
+    "embedding_params": ExerciseCheck(
+        lambda a: int(a) == _embedding_params(),
+        "an embedding table holds one vector of d numbers per entry it can look up; MiniLM's embedding block has "
+        "three such tables, and a LayerNorm after them",
+        "read vocab_size, max_position_embeddings, type_vocab_size and hidden_size from the config: add up the "
+        "three tables, then the LayerNorm's two vectors (a scale and a shift) of size d"),
+    "fresh_share": ExerciseCheck(
+        lambda a: abs(float(a) - _fresh_share()) < 1e-3,
+        "the labels are 0 (rotten) and 1 (fresh): which fraction of the training labels is 1?",
+        "average the label column of the training split, loaded as in the cells above; the answer is a share "
+        "between 0 and 1, and the split is not exactly balanced"),
 }
 WRONG = {"embedding_params": 30522 * 384, "fresh_share": 0.5}

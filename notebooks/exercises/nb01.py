@@ -53,17 +53,30 @@ def _naive_right_padded(model, tokenizer, prompts, token_ids):
 CHECKS = {
     "lora_smollm2_params": ExerciseCheck(
         lambda a: int(a) == _lora_smollm2_params(),
-        "r·(d_in + d_out) for each targeted matrix, in each of the 30 layers; v_proj's d_out is "
-        "num_key_value_heads × head_dim, not 576"),
+        "count the numbers in A and B for one adapted matrix, then for both matrices of one layer, then for all "
+        "layers",
+        "with grouped heads v_proj is narrower than q_proj: its output has as many dimensions as the key/value "
+        "heads together (3 heads of 64), so the two matrices of a layer do not train the same number of parameters"),
     "smoothed_cross_entropy": ExerciseCheck(
-        _smoothed_ok, "q = (1 − eps)·onehot + eps / C over ALL C classes (the right one included); "
-                      "loss = −Σ q·log_softmax(z), averaged over the batch"),
+        _smoothed_ok,
+        "build the smoothed target distribution q of every row first, then take the cross-entropy between q and "
+        "the model's log-probabilities",
+        "q gives the right class 1 − eps and shares eps equally among ALL C classes, the right one included, so "
+        "that every row of q sums to 1; the loss is the usual cross-entropy, with q in place of the one-hot target, "
+        "averaged over the batch"),
     "best_margin": ExerciseCheck(
         lambda a: abs(float(a) - math.log(0.9 / 0.1)) < 1e-3,
-        "with 2 classes q_y = 1 − ε/2 = 0.9 and p_y = sigmoid(m): solve sigmoid(m) = 0.9"),
+        "the smoothed loss is smallest where the model's probability of the right class equals the target's q_y; "
+        "with two classes that probability is the sigmoid of the margin",
+        "work out q_y for two classes and eps of 0.2 first (smoothing gives the right class its share of eps too), "
+        "then invert the sigmoid: the margin is the logarithm of the odds"),
     "left_padded_scores": ExerciseCheck(
-        _left_padded_ok, "pad on the left, position_ids = (attention_mask.cumsum(1) − 1).clamp(min=0), "
-                         "then read logits[:, -1]"),
+        _left_padded_ok,
+        "with left padding every row's last real token sits at the last position, but its real tokens no longer "
+        "start at position 0: give the model position ids that do",
+        "position ids should count real tokens only: 0 at each row's first real token, then 1, 2 and so on; a "
+        "running count along the attention mask gives that (negative values on the padding can be set to 0). Then "
+        "read the logits of the last position and take log-probabilities of the token ids"),
 }
 WRONG = {"lora_smollm2_params": 30 * 8 * 4 * 576, "smoothed_cross_entropy":
          lambda z, y, eps: -(((1 - eps) * F.one_hot(y, z.shape[-1]) + eps / (z.shape[-1] - 1)

@@ -17,13 +17,20 @@ def _mean_pool_ok(function):
 
 CHECKS = {
     "mean_pool": ExerciseCheck(
-        _mean_pool_ok, "multiply by mask[..., None], sum over the length, divide by the number of real tokens"),
+        _mean_pool_ok,
+        "padding positions must count neither in the sum nor in the number you divide by",
+        "zero the padding out by multiplying the hidden states by the mask (give the mask a trailing dimension of "
+        "size 1 so that it broadcasts over d), sum over the length, and divide by each row's number of real tokens"),
     "mlp_probe_smollm2": ExerciseCheck(
         lambda a: int(a) == probe_parameter_count(576, 3, "mlp"),
-        "first linear d → d (weights and bias), then d → C (weights and bias), with d = 576 and C = 3"),
+        "the MLP head has two linear layers, and every linear layer has a weight matrix and a bias vector",
+        "the first layer keeps the width d, the second maps d to the 3 classes: count the weights and the biases "
+        "of both and add them up"),
     "all_layers_probe_params": ExerciseCheck(
         lambda a: int(a) == probe_parameter_count(7 * 384, 2, "linear"),
-        "the input now has 7 × 384 dimensions; a linear head has (input size) × C weights + C biases"),
+        "the probe is still one linear layer: only its input got wider",
+        "its input is the 7 layers' features side by side; a linear layer has one weight per (input feature, class) "
+        "pair and one bias per class"),
 }
 WRONG = {"mean_pool": lambda hidden, mask: hidden.mean(1), "mlp_probe_smollm2": 576 * 576 + 576 * 3,
          "all_layers_probe_params": 384 * 2 + 2}

@@ -63,14 +63,22 @@ def _wrong_freeze(model):  # freezes the word embeddings only: positions, token 
 
 
 CHECKS = {
-    "top3_params": ExerciseCheck(lambda a: int(a) == _top3_params(),
-                                 "P_total − P_emb − (L − k)·P_layer, with the Classifier's head and the pooler in "
-                                 "P_total"),
-    "early_stop": ExerciseCheck(_early_stop_ok,
-                                "a metric only counts as better if it is STRICTLY higher; the counter restarts at "
-                                "0 on a new best and training stops when it reaches `patience`"),
-    "freeze_embeddings": ExerciseCheck(_freeze_embeddings_ok,
-                                       "everything trainable first, then every parameter of "
-                                       "model.backbone.embeddings (word, position, token-type, LayerNorm) frozen"),
+    "top3_params": ExerciseCheck(
+        lambda a: int(a) == _top3_params(),
+        "start from everything the classifier has, and take away what stays frozen: the embeddings and the layers "
+        "below the top 3",
+        "the head and the pooler count as trained (they sit above the layers); with the notebook's P, P_emb, "
+        "P_layer and L, the frozen part is the embeddings plus all but 3 of the L layers"),
+    "early_stop": ExerciseCheck(
+        _early_stop_ok,
+        "follow the loop of train in minipeft/train.py evaluation by evaluation: which one counts as a new best "
+        "when two metrics are equal, and when does the count of evaluations without improvement restart?",
+        "a tie is no improvement, so the first of equal metrics stays the best; the count restarts at 0 on a new "
+        "best, and training stops as soon as the count reaches patience (None: never)"),
+    "freeze_embeddings": ExerciseCheck(
+        _freeze_embeddings_ok,
+        "set both directions: everything outside the embeddings trains, everything inside them does not",
+        "the embedding block is more than the word table: the position and token-type tables and its LayerNorm "
+        "belong to it too, and all of them sit in the backbone's embeddings module"),
 }
 WRONG = {"top3_params": 3 * 1_774_464, "early_stop": _wrong_early_stop, "freeze_embeddings": _wrong_freeze}

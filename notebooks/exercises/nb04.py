@@ -46,13 +46,22 @@ def _wrong_prepend(backbone, prompt, input_ids, attention_mask):  # the prompt a
 
 
 CHECKS = {
-    "deep_prompt_params": ExerciseCheck(lambda a: int(a) == _deep_prompt_params(),
-                                        "L · k · d for the prompts, plus the Classifier's head (d · 2 + 2)"),
-    "prepend": ExerciseCheck(_prepend_ok,
-                             "look the ids up in backbone.get_input_embeddings(), put the prompt IN FRONT "
-                             "(torch.cat along dim 1), and give the attention mask k ones in front as well"),
-    "k_like_lora": ExerciseCheck(lambda a: int(a) == _lora_qv_params() // load_encoder()[0].config.hidden_size,
-                                 "LoRA r=8 trains r·(d + d) numbers per adapted matrix, on 2 matrices per layer, "
-                                 "in each of the 6 layers; a prompt trains k·d"),
+    "deep_prompt_params": ExerciseCheck(
+        lambda a: int(a) == _deep_prompt_params(),
+        "deep prompts put fresh prompt vectors in front of every layer, not only the input; and the classifier's "
+        "head trains too",
+        "each of the L layers gets its own k vectors of size d; add the linear head, which maps d features to 2 "
+        "classes with one bias per class"),
+    "prepend": ExerciseCheck(
+        _prepend_ok,
+        "look the token ids up in the embedding table yourself, put the prompt vectors in front of them, and run "
+        "the backbone on embeddings instead of ids",
+        "the prompt is one k × d tensor for all rows: expand it to the batch and join it before the token "
+        "embeddings along the sequence; the attention mask needs k ones in front as well"),
+    "k_like_lora": ExerciseCheck(
+        lambda a: int(a) == _lora_qv_params() // load_encoder()[0].config.hidden_size,
+        "compute LoRA's count first (the statement gives its form), then ask how many vectors of size d fit in it",
+        "a soft prompt of length k trains k vectors of d = 384 numbers: the largest whole k whose prompt does not "
+        "exceed LoRA's count"),
 }
 WRONG = {"deep_prompt_params": 6 * 10 * 384, "prepend": _wrong_prepend, "k_like_lora": 96}

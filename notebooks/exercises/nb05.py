@@ -38,13 +38,26 @@ def _server_mib():
 
 
 CHECKS = {
-    "expand_kv": ExerciseCheck(_expand_kv_ok, "query head q must read KV head q // groups: repeat each KV head "
-                                              "`groups` times in a row (repeat_interleave on dim 1)"),
-    "fold_counts": ExerciseCheck(lambda a: tuple(int(x) for x in a) == _fold_counts(),
-                                 "while training: k·d + (d·h + h) + (h + 1)·2·L·d_kv; folded: 2·L·k·d_kv, "
-                                 "with d_kv = 3 KV heads × 64 = 192"),
-    "server_mib": ExerciseCheck(lambda a: abs(float(a) - _server_mib()) <= 0.01 * _server_mib(),
-                                "1000 users × 2·L·k·d_kv numbers × 4 bytes, divided by 2**20; d_kv is 192, not 576"),
+    "expand_kv": ExerciseCheck(
+        _expand_kv_ok,
+        "query head q must read KV head q // groups: each KV head has to appear `groups` times in a row, rather "
+        "than the whole set of heads being repeated",
+        "compare the two ways of copying along dimension 1 for 3 heads and 2 groups: tiling the heads gives the "
+        "order 0, 1, 2, 0, 1, 2, repeating each head in place gives 0, 0, 1, 1, 2, 2; only the second pairs every "
+        "query head with its KV head"),
+    "fold_counts": ExerciseCheck(
+        lambda a: tuple(int(x) for x in a) == _fold_counts(),
+        "while training, the parameters are the small prefix table plus the MLP that turns it into keys and "
+        "values; after folding, only the keys and values themselves are left",
+        "the MLP has two linear layers with biases: d to the hidden size, then the hidden size to the keys and "
+        "values of all L layers. Folded, every layer keeps k keys and k values of width d_kv, which is narrower "
+        "than d with grouped heads (3 KV heads of 64)"),
+    "server_mib": ExerciseCheck(
+        lambda a: abs(float(a) - _server_mib()) <= 0.01 * _server_mib(),
+        "count the numbers one user's prefix keeps (keys and values, in every layer), then the bytes, then all "
+        "users, then MiB",
+        "every layer keeps k keys and k values of width d_kv (3 KV heads of 64 dimensions, not d = 576); a "
+        "float32 takes 4 bytes, and a MiB is 2 to the power 20 bytes"),
 }
 WRONG = {
     "expand_kv": lambda x, groups: x.repeat(1, groups, 1, 1),  # right shape, heads paired the wrong way

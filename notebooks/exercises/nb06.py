@@ -25,12 +25,23 @@ def _largest_r(budget=6 * 2 * 8 * (384 + 384)):
 
 
 CHECKS = {
-    "bottleneck": ExerciseCheck(_bottleneck_ok, "h + (W_up @ relu(W_down @ h + b_down)) + b_up; with h as rows: "
-                                                "h + relu(h @ W_down.T + b_down) @ W_up.T + b_up"),
-    "smollm_houlsby_gate": ExerciseCheck(lambda a: int(a) == bottleneck_parameter_count(30, 576, 16, "houlsby", "gate"),
-                                         "2 adapters per layer × 30 layers × (2dr + d + r + 1 gate)"),
-    "pfeiffer_r_like_lora": ExerciseCheck(lambda a: int(a) == _largest_r(),
-                                          "solve 6 · (2·384·r + 384 + r) ≤ 73,728 for the largest whole r"),
+    "bottleneck": ExerciseCheck(
+        _bottleneck_ok,
+        "an adapter adds its output to its input: mind the skip connection, and where each bias goes",
+        "h holds the features in its last dimension, so a weight of shape (out, in) is applied by multiplying with "
+        "its transpose; the ReLU sits between the two projections, b_up comes after the up-projection, and the "
+        "skip connection adds h to all of it"),
+    "smollm_houlsby_gate": ExerciseCheck(
+        lambda a: int(a) == bottleneck_parameter_count(30, 576, 16, "houlsby", "gate"),
+        "count one adapter module first, then how many modules Houlsby puts in a layer, then all layers",
+        "one module has a down-projection (d to r, with a bias), an up-projection (r to d, with a bias) and, with "
+        "the gate, one more scalar; Houlsby places two modules in each of the 30 layers"),
+    "pfeiffer_r_like_lora": ExerciseCheck(
+        lambda a: int(a) == _largest_r(),
+        "write the Pfeiffer count as a function of r (one adapter in each of the 6 layers), then find the largest "
+        "whole r whose count stays within 73,728",
+        "the count grows linearly with r: a fixed part per adapter (the up-projection's bias) and a part "
+        "proportional to r (both weight matrices and the down-projection's bias); solve for r and round down"),
 }
 WRONG = {
     "bottleneck": lambda h, W_down, b_down, W_up, b_up: torch.relu(h @ W_down.T + b_down) @ W_up.T + b_up,  # no skip

@@ -50,14 +50,27 @@ def _merge_is_right(merge) -> bool:
 CHECKS = {
     "lora_all_attention_smollm2": ExerciseCheck(
         lambda a: int(a) == _lora_all_attention_smollm2(),
-        "30 layers × r × Σ (d_in + d_out) over q, k, v, o; k_proj and v_proj are 576 → 192 (3 KV heads × 64)"),
+        "for each of the four projections LoRA trains r numbers per input dimension and r per output dimension; "
+        "add the four, then count all layers",
+        "q_proj and o_proj map 576 to 576, but with 3 key/value heads of 64 dimensions k_proj and v_proj map 576 "
+        "to 192"),
     "rank_below_0_1_percent": ExerciseCheck(
         lambda a: int(a) == _rank_below_0_1_percent(),
-        "6 layers × 2 targets × r × (384 + 384) must stay below 0.001 × 22,713,216"),
+        "work out what one unit of rank costs over the whole model (query and value in every layer), then compare "
+        "with 0.1 % of MiniLM",
+        "each adapted 384 to 384 matrix costs 768 numbers per unit of rank, there are 2 of them in each of the 6 "
+        "layers, and the total must stay strictly below a thousandth of 22,713,216"),
     "ia3_smollm2": ExerciseCheck(
         lambda a: int(a) == _ia3_smollm2(),
-        "L · (2 d_kv + d_ff) with d_kv = num_key_value_heads × head_dim, not the hidden size"),
-    "merge": ExerciseCheck(_merge_is_right, "W + (α / r) · B @ A: B is d_out × r, A is r × d_in"),
+        "(IA)³ trains one vector per scaled activation: the keys, the values and the feed-forward's inner "
+        "activation, in every layer",
+        "SmolLM2's keys and values are d_kv wide: 3 KV heads of 64 dimensions, not the hidden size 576; the "
+        "feed-forward vector has d_ff entries (read both from the config)"),
+    "merge": ExerciseCheck(
+        _merge_is_right,
+        "the merged weight is the frozen W plus LoRA's update written as one matrix, with the scale LoRA applies",
+        "check the shapes: W is d_out × d_in, so the update must be too, which fixes the order of the product; "
+        "and do not forget LoRA's scale, the one that is not trained"),
 }
 WRONG = {
     "lora_all_attention_smollm2": 30 * 16 * 4 * (576 + 576),  # as if k and v were 576 wide
