@@ -9,6 +9,7 @@ needed for either (the tests use it as the judge).
     minipeft parameter                              peft key                                     shape in peft
     <module>.adapters.<name>.A       (r, d_in)      base_model.model.<module>.lora_A.weight      (r, d_in)
     <module>.adapters.<name>.B       (d_out, r)     base_model.model.<module>.lora_B.weight      (d_out, r)
+    <module>.adapters.<name>.magnitude (d_out,)     base_model.model.<module>.lora_magnitude_vector  (d_out,)
     <module>.adapters.<name>.vector  (out,)         base_model.model.<module>.ia3_l              (out, 1)
                                      (in,)          (modules in feedforward_modules)             (1, in)
     the prompt (prompt / P-tuning)   (k, d)         prompt_embeddings                            (k, d)
@@ -16,7 +17,8 @@ needed for either (the tests use it as the judge).
     head.<...> (a Classifier's head)                base_model.model.head.<...>  (modules_to_save: ["head"])
 
 What peft can load, and as what:
-    lora → LORA, ia3 → IA3       into any model, a Classifier included (task_type null: peft wraps any nn.Module)
+    lora → LORA (rslora: use_rslora), dora → LORA with use_dora, ia3 → IA3
+                                 into any model, a Classifier included (task_type null: peft wraps any nn.Module)
     prompt_tuning → PROMPT_TUNING, p_tuning → PROMPT_TUNING, prefix_tuning → PREFIX_TUNING
                                  into the transformers model itself: LlamaForCausalLM (task_type CAUSAL_LM) or a
                                  bare BertModel / LlamaModel (FEATURE_EXTRACTION). Not into a Classifier: peft's
@@ -41,11 +43,12 @@ from .methods.prefix_tuning import kv_sizes
 from .saving import adapter_state, apply_with_tensors, unwrapped_name
 
 CONFIG_FILE, TENSORS_FILE, PREFIX = "adapter_config.json", "adapter_model.safetensors", "base_model.model."
-PEFT_TYPES = {"lora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING", "p_tuning": "PROMPT_TUNING",
+PEFT_TYPES = {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING", "p_tuning": "PROMPT_TUNING",
               "prefix_tuning": "PREFIX_TUNING"}
 PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
-SUFFIXES = {"A": ".lora_A.weight", "B": ".lora_B.weight", "vector": ".ia3_l"}  # minipeft leaf → peft key ending
-UNSUPPORTED = {"use_rslora": False, "use_dora": False, "bias": "none", "lora_bias": False, "fan_in_fan_out": False,
+SUFFIXES = {"A": ".lora_A.weight", "B": ".lora_B.weight", "magnitude": ".lora_magnitude_vector",
+            "vector": ".ia3_l"}  # minipeft leaf → peft key ending
+UNSUPPORTED = {"bias": "none", "lora_bias": False, "fan_in_fan_out": False,
                "layers_to_transform": None, "layers_pattern": None, "rank_pattern": {}, "alpha_pattern": {},
                "exclude_modules": None, "layer_replication": None, "trainable_token_indices": None,
                "target_parameters": None, "num_transformer_submodules": 1}  # peft options minipeft lacks: "off"
@@ -99,9 +102,10 @@ def export_config(model, name: str) -> dict:
                          f"suffix): build the Classifier on the transformer body (e.g. Classifier(lm.model)) to export")
     config = {"peft_type": peft_type, "task_type": task_type(model), "inference_mode": True, "revision": None,
               "base_model_name_or_path": base.config.name_or_path, "modules_to_save": ["head"] if heads else None}
-    if method == "lora":
+    if method in ("lora", "dora"):
         return {**config, "r": hyper["r"], "lora_alpha": hyper["alpha"], "lora_dropout": hyper["dropout"],
                 "target_modules": peft_targets(hyper["targets"]), "init_lora_weights": True,
+                "use_rslora": hyper.get("rslora", False), "use_dora": method == "dora",
                 **{option: off for option, off in UNSUPPORTED.items() if option != "num_transformer_submodules"}}
     if method == "ia3":  # regexes: peft matches a list of feed-forward names by suffix without the dot
         feedforward = hyper["feedforward"]
@@ -171,8 +175,10 @@ def import_config(model, config: dict, folder) -> dict:
     if options:
         raise ValueError(f"{folder} uses peft options minipeft does not have: {options}")
     if peft_type == "LORA":
-        return {"method": "lora", "targets": minipeft_targets(config["target_modules"]), "r": config.get("r", 8),
-                "alpha": config.get("lora_alpha", 8), "dropout": config.get("lora_dropout", 0.0)}
+        return {"method": "dora" if config.get("use_dora") else "lora",
+                "targets": minipeft_targets(config["target_modules"]), "r": config.get("r", 8),
+                "alpha": config.get("lora_alpha", 8), "dropout": config.get("lora_dropout", 0.0),
+                "rslora": bool(config.get("use_rslora", False))}
     if peft_type == "IA3":  # minipeft's targets scale outputs only: the target modules that are not feed-forward
         feedforward = minipeft_targets(config.get("feedforward_modules"))
         inputs = {n for n, _ in find_modules(model, feedforward)} if feedforward else set()

@@ -65,8 +65,10 @@ def test_merge_unmerge_tiny(tiny_model):
 
 @pytest.mark.slow
 def test_merge_unmerge_real_minilm(encoder):
+    """In float64: in float32 the merged and unmerged MiniLM differ by 4–9e-5 after six layers depending on the
+    random adapter (rounding of W + BA against W x + B A x), too close to 1e-5 for a check of the arithmetic."""
     model, tokenizer = encoder
-    check_merge(model, TARGETS["bert"], real_batch(tokenizer), scale=0.05)
+    check_merge(model, TARGETS["bert"], real_batch(tokenizer), scale=0.05, dtype=torch.float64)
 
 
 @pytest.mark.slow

@@ -33,6 +33,11 @@ EXPORTS = {  # case: (the base model, how minipeft adapts it)
     "ia3 classifier bert": (classifier_bert, mp.apply_ia3),  # feed-forward targets given as a "re:" regex
     "lora classifier llama": (classifier_llama_body, lambda m: mp.apply_lora(m, [r"re:.*\.(q|v)_proj"], r=2, alpha=6)),
     "lora llama": (models.tiny_llama, lambda m: mp.apply_lora(m, ["q_proj", "v_proj"], r=8, alpha=16, dropout=0.1)),
+    "rslora classifier bert": (classifier_bert, lambda m: mp.apply_lora(m, ["query", "value"], r=4, alpha=8,
+                                                                        rslora=True)),
+    "dora llama": (models.tiny_llama, lambda m: mp.apply_dora(m, ["q_proj", "v_proj"], r=4, alpha=8)),
+    "dora rslora classifier bert": (classifier_bert, lambda m: mp.apply_dora(m, ["query", "value", "dense"], r=2,
+                                                                             alpha=4, rslora=True)),
     "ia3 llama": (models.tiny_llama, mp.apply_ia3),
     "prompt llama": (models.tiny_llama, lambda m: mp.apply_prompt_tuning(m, k=3)),
     "p-tuning mlp llama": (models.tiny_llama, lambda m: mp.apply_p_tuning(m, k=3, hidden=16)),
@@ -105,6 +110,11 @@ PEFT_SAVED = {  # case: (the base model, peft's config)
                                                                      target_modules=r".*\.(q|v)_proj")),
     "lora llama defaults": (models.tiny_llama, lambda: peft.LoraConfig(task_type="CAUSAL_LM",  # r = α = 8
                                                                         target_modules=["k_proj"])),
+    "rslora llama": (models.tiny_llama, lambda: peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
+                                                                 use_rslora=True, target_modules=["q_proj"])),
+    "dora classifier": (classifier_bert, lambda: peft.LoraConfig(r=4, lora_alpha=8, use_dora=True,
+                                                                 target_modules=["query", "value"],
+                                                                 modules_to_save=["head"])),
     "ia3 llama": (models.tiny_llama, lambda: peft.IA3Config(task_type="CAUSAL_LM", feedforward_modules=["down_proj"],
                                                              target_modules=["k_proj", "v_proj", "down_proj"])),
     "ia3 bert regex": (models.tiny_bert, lambda: peft.IA3Config(
@@ -144,7 +154,8 @@ def test_import_then_export_gives_peft_the_same_folder_back(tmp_path):
     reference = peft_saved(models.tiny_llama(), peft.LoraConfig(task_type="CAUSAL_LM", r=2, lora_alpha=5,
                                                                  target_modules=["q_proj"]), tmp_path / "peft")
     model = mp.import_peft(models.tiny_llama(), tmp_path / "peft", name="imported")
-    assert configs(model)["imported"] == {"method": "lora", "targets": ["q_proj"], "r": 2, "alpha": 5, "dropout": 0.0}
+    assert configs(model)["imported"] == {"method": "lora", "targets": ["q_proj"], "r": 2, "alpha": 5, "dropout": 0.0,
+                                        "rslora": False}
     again = load_file(mp.export_peft(model, tmp_path / "again", name="imported") / "adapter_model.safetensors")
     saved = load_file(tmp_path / "peft" / "adapter_model.safetensors")
     assert again.keys() == saved.keys() and all(torch.equal(again[k], saved[k]) for k in saved)
@@ -177,7 +188,8 @@ def test_bad_folders_raise_and_change_nothing(tmp_path):
         ("shapes of another rank", {**config, "r": 2}, None, "another shape"),
         ("a base weight", None, {**tensors, "base_model.model.lm_head.weight": torch.zeros(49152, 32)}, "unknown"),
         ("another method", {**config, "peft_type": "LOHA"}, None, "LOHA"),
-        ("an option minipeft lacks", {**config, "use_dora": True}, None, "use_dora"),
+        ("an option minipeft lacks", {**config, "lora_bias": True}, None, "lora_bias"),
+        ("DoRA without its magnitudes", {**config, "use_dora": True}, None, "missing.*magnitude"),
         ("another base model", {**config, "base_model_name_or_path": "/models/tiny-bert"}, None, "tiny-bert"),
         ("targets the model lacks", {**config, "target_modules": ["query"]}, None, "query"),
     ]
