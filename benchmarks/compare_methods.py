@@ -23,6 +23,7 @@ Runs are written one by one; the final runs go seed by seed, so a stopped benchm
 """
 import argparse
 import copy
+import json
 import os
 import statistics
 import sys
@@ -41,7 +42,7 @@ import torch  # noqa: E402
 
 from minipeft.core import trains_base  # noqa: E402
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
-from minipeft.lab.compare import build, compare, save  # noqa: E402
+from minipeft.lab.compare import build, compare, save, summarize  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, time_steps_side_by_side  # noqa: E402
 from minipeft.lab.plots import plot_comparison  # noqa: E402
@@ -115,6 +116,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="2 methods, a few steps on a few rows (a smoke test)")
     parser.add_argument("--out", type=Path, help="JSON file (default: data/results/compare_methods.json)")
     parser.add_argument("--no-costs", action="store_true", help="skip the side-by-side cost measurement")
+    parser.add_argument("--summarize", action="store_true",
+                        help="train nothing: summarize the runs the file holds (an interrupted comparison, marked "
+                             "partial), measure the costs if missing, plot")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
@@ -128,15 +132,24 @@ def main(argv=None):
     out = args.out or (Path(tempfile.mkdtemp()) / "compare_methods.json" if args.quick
                        else ROOT / "data" / "results" / "compare_methods.json")
     backbone, tokenizer = load_encoder()
-    print(f"{len(methods)} methods; writing {out}", flush=True)
-    results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
-                      reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                      threads=torch.get_num_threads(), **settings)
+    if args.summarize:
+        results = json.loads(out.read_text())
+        done = {run["key"]: run for run in results["runs"]}
+        results["summary"] = summarize(methods, done, results["settings"]["seeds"], REFERENCE)
+        save(results, out)
+    else:
+        print(f"{len(methods)} methods; writing {out}", flush=True)
+        results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
+                          reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+                          threads=torch.get_num_threads(), **settings)
     if not args.no_costs and "costs" not in results:
         results["costs"] = measure_costs(methods, data, copy.deepcopy(backbone), tokenizer, settings)
         save(results, out)
     plot_comparison(results, out.with_suffix(".png"))
     for row in results["summary"]:
+        if not row["seeds"]:
+            print(f"{row['label']:<30} not trained yet")
+            continue
         gap = row.get("vs_reference")
         print(f"{row['label']:<30} {row['trainable_params']:>11,} params  lr {row['lr']:<8g} test "
               f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f}" +

@@ -43,8 +43,8 @@ from .methods.prefix_tuning import kv_sizes
 from .saving import adapter_state, apply_with_tensors, unwrapped_name
 
 CONFIG_FILE, TENSORS_FILE, PREFIX = "adapter_config.json", "adapter_model.safetensors", "base_model.model."
-PEFT_TYPES = {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING", "p_tuning": "PROMPT_TUNING",
-              "prefix_tuning": "PREFIX_TUNING"}
+PEFT_TYPES = {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING",
+              "p_tuning": "PROMPT_TUNING", "prefix_tuning": "PREFIX_TUNING"}
 PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 SUFFIXES = {"A": ".lora_A.weight", "B": ".lora_B.weight", "magnitude": ".lora_magnitude_vector",
             "vector": ".ia3_l"}  # minipeft leaf → peft key ending

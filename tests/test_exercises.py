@@ -130,15 +130,7 @@ def leaks(hint: str, module: str, answer) -> list[str]:
     return found
 
 
-def rewritten(module: str) -> bool:
-    """Whether a module's hints are in the two-level form (a fuller second hint for every exercise)."""
-    return all(check.more for check in importlib.import_module(f"exercises.{module}").CHECKS.values())
-
-
-@pytest.mark.parametrize("module,name", [
-    pytest.param(m, n, marks=pytest.mark.xfail(not rewritten(m), strict=False, reason=(
-        f"{m}'s hints are not rewritten yet (no second hint); the lead rewrites nb08 for issue 10: then this "
-        "passes and the mark can go"))) for m, n in CASES], ids=[f"{m}.{n}" for m, n in CASES])
+@pytest.mark.parametrize("module,name", CASES, ids=[f"{m}.{n}" for m, n in CASES])
 def test_hints_point_to_the_idea_without_giving_the_answer(module, name):
     check = importlib.import_module(f"exercises.{module}").CHECKS[name]
     answer = importlib.import_module(f"solutions.{module}").ANSWERS[name]

@@ -139,6 +139,7 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
         if key not in done:
             done[key] = earlier.get(key) or train_run(config, lr, seed, phase, key)
             results["runs"].append(done[key])
+            results["summary"] = summarize(methods, done, seeds, reference)  # a partial file reads like a whole one
             save(results, out)
         return done[key]
 
@@ -175,16 +176,18 @@ def search_runs(config: dict, done: dict) -> list[dict]:
 
 
 def chosen_rate(config: dict, done: dict) -> float:
-    """The config's fixed "lr", or the learning rate with the best search validation accuracy (lowest of equals)."""
+    """The config's fixed "lr", or the learning rate with the best search validation accuracy (lowest of equals);
+    None before its search has run."""
     if "lr" in config:
         return config["lr"]
     runs = search_runs(config, done)
-    return max(runs, key=lambda r: (r["validation"], -r["lr"]))["lr"]
+    return max(runs, key=lambda r: (r["validation"], -r["lr"]))["lr"] if runs else None
 
 
 def summarize(methods, done: dict, seeds: int, reference: str | None) -> list[dict]:
     """One row per method: the search, the chosen rate, test mean ± std over seeds, the paired difference to the
-    reference, and the figures of seed 0's run (trainable parameters, steps, best step)."""
+    reference, and the figures of seed 0's run (trainable parameters, steps, best step). A method whose runs are not
+    all there yet (an interrupted comparison) has "complete" false and as many seeds as it has final runs."""
     rows, finals = [], {}
     for config in methods:
         lr = chosen_rate(config, done)

@@ -29,13 +29,19 @@ def _close(a, b):
 CHECKS = {
     "smallest_within_2_points": ExerciseCheck(
         lambda a: a[0] == _smallest_within_2_points(a[1]),
-        "keep the rows whose interval's lower end is at least −0.02, then look for the fewest parameters"),
+        "'within 2 points' is a claim about the interval, not about the mean: which end of it must clear the bar?",
+        "a method qualifies when even the pessimistic end of its paired interval against full fine-tuning is no "
+        "further than two points below; among those that qualify, the one that trains least wins"),
     "storage": ExerciseCheck(
         lambda a: _close(a[0], _storage(a[1])),
-        "one full copy per user, against one shared base plus one small file per user"),
+        "what must be stored once per user in each design, and what can be shared by all of them?",
+        "fine-tuning keeps a whole model for every user; with LoRA every user shares one base model and keeps only "
+        "their adapter file (read its size from the costs, in bytes, and convert to MiB)"),
     "frontier_labels": ExerciseCheck(
         lambda a: set(a[0]) == _frontier(a[1]),
-        "a method is on the frontier if nothing with as few parameters or fewer is at least as accurate"),
+        "a method is on the frontier when no other method beats it on both axes at once",
+        "go through the methods from the fewest trainable parameters to the most, keeping each one that is more "
+        "accurate than every method kept before it"),
 }
 
 

@@ -1,5 +1,5 @@
 """Solutions for 08_comparison, computed from the rows (here: the example rows the checks are tested on; in the
-notebook, pass the notebook's `summary` and `costs`)."""
+notebook, pass the notebook's `measured` rows and `costs`)."""
 from exercises.nb08 import _COSTS, _EXAMPLE, FULL_MODEL_MB
 
 from minipeft.lab.plots import pareto_frontier
