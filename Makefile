@@ -2,7 +2,8 @@
 #   make lab        set up, then start JupyterLab on notebooks/
 #   make test       set up, then run the whole test suite (what CI runs)
 #   make notebooks  set up, then execute every notebook in place (QUICK=1 for the short version)
-#   make bench      set up, then re-run the benchmarks (about 2.5 h; writes data/results/ and README tables)
+#   make bench      set up, then re-run the benchmarks (about 15 h on 2 cores; each resumes; writes data/results/
+#                   and the README tables)
 # Options:
 #   make lab LAB_ARGS="--no-browser --port 8888"          options for JupyterLab (remote or headless machines)
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu   the CPU-only build of torch (on a fresh .venv),
@@ -54,8 +55,11 @@ notebooks: setup
 	$(PY) notebooks/run_notebooks.py $(if $(QUICK),--quick,)
 
 bench: setup
+	$(PY) benchmarks/convergence.py
 	$(PY) benchmarks/compare_methods.py
 	$(PY) benchmarks/rank_sweep.py
+	$(PY) benchmarks/speedups.py
+	$(PY) benchmarks/time_to_accuracy.py
 	$(PY) benchmarks/vs_peft.py
 	$(PY) benchmarks/profile_step.py
 	$(PY) benchmarks/report.py --readme

@@ -33,6 +33,8 @@ NOTEBOOK_TOPICS = {
     "06_adapter_tuning": "a bottleneck adapter by hand; Houlsby vs Pfeiffer; add vs gate; bottleneck slider",
     "07_lora_bitfit_ia3": "LoRA by hand; rank slider; which matrices; merging; BitFit; (IA)³",
     "08_comparison": "everything side by side; per-task adapters on one base model; out-of-domain check",
+    "10_lora_successors": "DoRA by hand (direction + length); rsLoRA's α/√r measured over ranks; LoRA+ parameter "
+                          "groups; DoRA's cost",
 }
 
 
@@ -42,16 +44,15 @@ def load(name: str) -> dict | None:
 
 
 def compare_summary(results: dict) -> list[dict]:
-    """The summary rows: as written at the end of the benchmark, or (a run in progress) computed from its runs."""
+    """The summary rows (one per method, "seeds": how many final runs it has so far): as the benchmark writes them,
+    or, for a file without them, computed from its runs."""
     if results.get("summary"):
         return results["summary"]
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import compare_methods as cm
     from minipeft.lab.compare import summarize
     done = {run["key"]: run for run in results["runs"]}
-    with_final = {r["label"] for r in done.values() if r["phase"] == "final"}
-    return summarize([m for m in cm.METHODS if m["label"] in with_final], done, results["settings"]["seeds"],
-                     results["settings"]["reference"])
+    return summarize(cm.METHODS, done, results["settings"]["seeds"], results["settings"]["reference"])
 
 
 def points(x: float) -> str:
@@ -67,8 +68,8 @@ def compare_table(results: dict) -> list[str]:
     complete = len(rows) == 20 and all(r["complete"] for r in rows) and bool(costs)
     status = "" if complete else (
         f"**Partial results: the benchmark is still running.** {len(searches)} search runs and {len(finals)} of "
-        f"{20 * s['seeds']} final runs are in; a method is shown once it has a final run, with the number of seeds "
-        f"it has. ")
+        f"{20 * s['seeds']} final runs are in; test columns show a method once it has a final run, with the number "
+        f"of seeds it has (—: none yet). ")
     s_train, s_val, s_test = (f"{s['sizes'][k]:,}" for k in ("train", "validation", "test"))
     lines = [status + f"Rotten Tomatoes (split by movie: {s_train} training, {s_val} validation, {s_test} test "
              f"snippets), MiniLM, mean pooling unless noted, batch {s['batch_size']}, snippets cut at "
@@ -81,10 +82,12 @@ def compare_table(results: dict) -> list[str]:
              f"{s['reference']} on the same {s_test} test snippets with its 95 % bootstrap interval (over snippets "
              f"and seeds). {len(results['runs'])} runs, {hours(results):.1f} h of training and validation on "
              f"{s.get('threads', 2)} CPU threads.", "",
-             "| method | trainable | % of model | lr (rates tried) | test accuracy, mean ± std (seeds) "
-             "| Δ vs full fine-tuning [95 % CI] | best epoch | s / step ÷ full | memory MB | adapter file |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for row in sorted(rows, key=lambda r: r["trainable_params"] or 0):
+             "| method | trainable | % of model | lr (rates tried) | search: validation after 1 epoch "
+             "| test accuracy, mean ± std (seeds) | Δ vs full fine-tuning [95 % CI] | best epoch | s / step ÷ full "
+             "| memory MB | adapter file |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    trainable = {r["label"]: r["stats"]["trainable_params"] for r in results["runs"]}  # searches count them too
+    for row in sorted(rows, key=lambda r: trainable.get(r["label"], 0)):
         gap = row.get("vs_reference")
         delta = f"{points(gap['difference'])} [{points(gap['low'])}, {points(gap['high'])}]" if gap else "—"
         cost = costs.get(row["label"])
@@ -92,11 +95,16 @@ def compare_table(results: dict) -> list[str]:
         memory = f"{sum(cost['memory_mb'].values()):.0f}" if cost else "—"
         file = size(cost["adapter_bytes"]) if cost else "—"
         edge = " (at the edge)" if row["at_edge"] else ""
-        epochs = sum(row["best_epoch"]) / len(row["best_epoch"])
-        lines.append(f"| {row['label']} | {row['trainable_params']:,} "
-                     f"| {100 * row['trainable_params'] / row['total_params']:.2f} | {row['lr']:g} "
-                     f"({len(row['search'])}){edge} | {100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} "
-                     f"({row['seeds']}) | {delta} | {epochs:.1f} | {time} | {memory} | {file} |")
+        searched = dict(row["search"]).get(row["lr"])
+        share = 100 * trainable[row["label"]] / next(r["stats"]["total_params"] for r in results["runs"]
+                                                     if r["label"] == row["label"])
+        test, epochs = "—", "—"
+        if row["seeds"]:
+            test = f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} ({row['seeds']})"
+            epochs = f"{sum(row['best_epoch']) / len(row['best_epoch']):.1f}"
+        lines.append(f"| {row['label']} | {trainable[row['label']]:,} | {share:.2f} | {row['lr']:g} "
+                     f"({len(row['search'])}){edge} | {100 * searched:.1f} | {test} | {delta} | {epochs} | {time} "
+                     f"| {memory} | {file} |")
     if costs:
         c = results["costs"]
         lines += ["", f"Seconds per step: every method in turns over the same {c['batches']} training batches "
