@@ -26,6 +26,15 @@ def kv_width(config) -> int:
     return getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
 
 
+LORA_TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}  # the query and value projections
+
+
+def query_value_shapes(config) -> list:
+    """(d_in, d_out) of the query and value projections of every layer, from the config alone."""
+    d = config.hidden_size
+    return [(d, d), (d, kv_width(config))] * config.num_hidden_layers
+
+
 def make_batch(rows: int = 3, length: int = 9, seed: int = 0) -> dict:
     """Random token ids (both vocabularies are > 1000) with a right-padded second row."""
     g = torch.Generator().manual_seed(seed)

@@ -3,7 +3,8 @@ import copy
 import pytest
 import torch
 from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
-                           check_two_adapters, check_wrong_base, fresh_base, kv_width, make_batch, outputs,
+                           check_two_adapters, check_wrong_base, fresh_base, LORA_TARGETS, make_batch, outputs,
+                           query_value_shapes,
                            perturb_trainable, snapshot, with_loss_head)
 
 from minipeft.core import disable_adapters, remove_adapter, set_adapter
@@ -12,13 +13,7 @@ from minipeft.methods.probing import Classifier, probe_parameter_count
 from minipeft.params import count_parameters
 from minipeft.saving import configs
 
-TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}
-
-
-def query_value_shapes(config) -> list:
-    """(d_in, d_out) of the query and value projections of every layer, from the config alone."""
-    d = config.hidden_size
-    return [(d, d), (d, kv_width(config))] * config.num_hidden_layers
+TARGETS = LORA_TARGETS
 
 
 def test_identity_at_init(tiny_model):

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from method_checks import (check_mixed_batch, check_save_load, fresh_base, kv_width, make_batch, outputs,
-                           perturb_trainable, with_loss_head)
+from method_checks import (LORA_TARGETS, check_mixed_batch, check_save_load, fresh_base, make_batch, outputs,
+                           perturb_trainable, query_value_shapes, with_loss_head)
 
 import minipeft as mp
 from minipeft.lab import models
@@ -16,12 +16,7 @@ from minipeft.methods.lora import LoRALinear, apply_lora, loraplus, merge_lora, 
 from minipeft.params import count_parameters
 from minipeft.train import parameter_groups
 
-TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"]}
-
-
-def shapes(config) -> list:
-    d = config.hidden_size
-    return [(d, d), (d, kv_width(config))] * config.num_hidden_layers
+TARGETS, shapes = LORA_TARGETS, query_value_shapes
 
 
 # ---------------------------------------------------------------- DoRA
