@@ -187,6 +187,10 @@ def speedups_tables(results: dict) -> list[str]:
                   "| switched back | Δ test accuracy [95 % CI] |", "|---|--:|"]
         lines += [f"| {name} | {points(g['difference'])} [{points(g['low'])}, {points(g['high'])}] |"
                   for name, g in gaps.items()]
+    else:
+        lines += ["", "**Not measured yet:** what each default costs in test accuracy (the comparison's final runs "
+                  "with one default switched back, 3 seeds each: `python benchmarks/speedups.py` without "
+                  "`--timing-only`, after compare_methods.py)."]
     return lines
 
 

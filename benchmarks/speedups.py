@@ -101,6 +101,8 @@ def differences(results: dict, methods: list[dict], seeds: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="measure the step times only (minutes), not the accuracy ablations (hours)")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
@@ -117,9 +119,12 @@ def main(argv=None):
         chosen = {row["label"]: row["lr"] for row in json.loads(earlier.read_text())["summary"]}
     backbone, tokenizer = load_encoder()
     methods = ablation_methods(chosen)
-    results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final, reference=None,
-                      task="rotten_tomatoes", model="all-MiniLM-L6-v2", threads=torch.get_num_threads(),
-                      reuse=earlier, **settings)
+    if args.timing_only:
+        results = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
+    else:
+        results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
+                          reference=None, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+                          threads=torch.get_num_threads(), reuse=earlier, **settings)
     results["differences"] = differences(results, methods, settings["seeds"])
     if "timing" not in results:
         results["timing"] = timing(data, copy.deepcopy(backbone), tokenizer, settings, rounds=2 if args.quick else 4,
