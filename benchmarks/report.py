@@ -155,14 +155,18 @@ def sweep_table(results: dict) -> list[str]:
 def convergence_table(results: dict) -> list[str]:
     """Validation accuracy by epoch of the convergence runs, and where each peaked."""
     s = results["settings"]
+    precision = {run["stats"].get("precision") for run in results["runs"]}
     lines = [f"One seed each, the whole training split, a linear schedule over {s['final']['epochs']} epochs, "
-             f"validation on the whole validation split 4 times an epoch (fp32), minipeft's defaults otherwise.", "",
+             f"validation on the whole validation split 4 times an epoch (in the training precision: "
+             f"{', '.join(sorted(map(str, precision)))}), minipeft's defaults otherwise. Each epoch's column is the "
+             f"validation nearest the end of that epoch.", "",
              "| method (lr) | " + " | ".join(f"epoch {e}" for e in range(1, s["final"]["epochs"] + 1))
              + " | best (epoch) |", "|---|" + "--:|" * (s["final"]["epochs"] + 1)]
     for run in results["runs"]:
-        per_epoch = {round(h["epoch"], 2): h["metric"] for h in run["history"]}
-        cells = [f"{100 * per_epoch[float(e)]:.1f}" if float(e) in per_epoch else "—"
-                 for e in range(1, s["final"]["epochs"] + 1)]
+        cells = []
+        for e in range(1, s["final"]["epochs"] + 1):  # validation runs every eval_every steps: not exactly at e
+            nearest = min(run["history"], key=lambda h: abs(h["epoch"] - e))
+            cells.append(f"{100 * nearest['metric']:.1f}" if abs(nearest["epoch"] - e) < 0.125 else "—")
         best = run["stats"]["best_step"] / run["stats"]["steps_per_epoch"]
         lines.append(f"| {run['label']} ({run['lr']:g}) | " + " | ".join(cells)
                      + f" | {100 * run['validation']:.1f} ({best:.2f}) |")
