@@ -61,17 +61,19 @@ def family_legend(ax, methods, **where) -> None:
 
 
 def place_labels(ax, xs, ys, labels, fontsize=7) -> list:
-    """Write each label next to its point where it overlaps no label already written (greedy: tries 8 places
-    around the point, nearest first). Returns the text objects."""
+    """Write each label next to its point where it overlaps no label already written and stays inside the axes
+    (greedy: tries 8 places around the point, nearest first). Returns the text objects."""
     ax.figure.canvas.draw()  # sizes in pixels need a rendered figure
     renderer, placed, texts = ax.figure.canvas.get_renderer(), [], []
+    frame = ax.get_window_extent(renderer)
     offsets = [(5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (-5, 10), (5, -16), (-5, -16)]
     for x, y, label in sorted(zip(xs, ys, labels), key=lambda t: (t[0], t[1])):
         for dx, dy in offsets:
             text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
                                ha="left" if dx > 0 else "right")
             box = text.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(other) for other in placed) or (dx, dy) == offsets[-1]:
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed) or (dx, dy) == offsets[-1]:
                 placed.append(box)
                 texts.append(text)
                 break
@@ -180,6 +182,8 @@ def plot_comparison(results: dict, path=None, curves=("full fine-tuning", "LoRA 
                        title="Time per training step")
     else:
         axes[1, 1].set_axis_off()
+        axes[1, 1].text(0.5, 0.5, "time per step: not measured yet\n(the benchmark measures it after its last run)",
+                        transform=axes[1, 1].transAxes, ha="center", va="center", color="grey")
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
