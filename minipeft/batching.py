@@ -7,8 +7,12 @@
     evaluation   make_loader(dataset, tokenizer, "text")                    longest rows first; the order does
                  not matter, predictions() puts each guess back on its row (batches_with_rows)
 
-Two kinds of task: "classification" (one or two text columns and an int "label") and "causal_lm" (a prompt column
-and a target column; only the target's tokens are learned, see lm_batch).
+Three kinds of task: "classification" (one or two text columns and an int "label"), "causal_lm" (a prompt column
+and a target column; only the target's tokens are learned, see lm_batch) and "tokens" (a column of words and a
+column of one int tag per word; the tag sits on the first sub-token of its word, -100 elsewhere, see tag_batch):
+
+    words     Reuters    shares    rose                    word_ids()   None  0    0     1     2    None
+    tokens    [CLS]  re  ##uters  shares  rose  [SEP]      labels       -100  ORG  -100  O     O    -100
 """
 import math
 
@@ -16,7 +20,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-LOSS_KINDS = ("classification", "causal_lm")
+LOSS_KINDS = ("classification", "causal_lm", "tokens")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
@@ -53,6 +57,7 @@ def make_loader(dataset, tokenizer, fields, batch_size=32, max_length=128, shuff
 
     classification: `fields` names one text column or a pair (encoded as tokenizer(first, second)), and the
     dataset has an int "label" column. causal_lm: `fields` = (prompt column, target column), see lm_batch.
+    tokens: `fields` = (words column, tags column), see tag_batch.
     shuffle=True (training): a new order each epoch, from `seed`; with group_by_length the batches hold rows
     of similar length (length_grouped_batches), which saves the compute spent on padding. shuffle=False
     (evaluation): with group_by_length the rows go in order of length, else in dataset order."""
@@ -64,6 +69,8 @@ def make_loader(dataset, tokenizer, fields, batch_size=32, max_length=128, shuff
         columns = [[row[f] for row in rows] for f in fields]
         if task == "causal_lm":
             return lm_batch(tokenizer, *columns, max_length=max_length)
+        if task == "tokens":
+            return tag_batch(tokenizer, *columns, max_length=max_length)
         batch = dict(tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
         if len(fields) == 1:
             batch.pop("token_type_ids", None)  # all zeros for a single text: the model's default anyway
@@ -87,7 +94,10 @@ def token_lengths(dataset, tokenizer, fields: list[str], max_length: int, task="
     if task == "causal_lm":
         return [min(len(a) + len(b) + 1, max_length) for a, b in zip(
             tokenizer(columns[0])["input_ids"], tokenizer(columns[1], add_special_tokens=False)["input_ids"])]
-    return [len(ids) for ids in tokenizer(*columns, truncation=True, max_length=max_length)["input_ids"]]
+    if task == "tokens":
+        columns = [[list(words) for words in columns[0]]]
+    return [len(ids) for ids in tokenizer(*columns, truncation=True, max_length=max_length,
+                                          is_split_into_words=task == "tokens")["input_ids"]]
 
 
 def batches_with_rows(loader: DataLoader):
@@ -115,3 +125,27 @@ def lm_batch(tokenizer, prompts, targets, max_length=128) -> dict:
     return {"input_ids": pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_token_id),
             "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
             "labels": pad_sequence(labels, batch_first=True, padding_value=-100)}
+
+
+def align_labels(word_ids: list, word_labels: list[int]) -> list[int]:
+    """One label per sub-token from one label per word: the word's label on its first sub-token, -100 on its other
+    sub-tokens and on special tokens (word id None). `word_ids` is a fast tokenizer's encoding.word_ids()."""
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(-100 if word is None or word == previous else word_labels[word])
+        previous = word
+    return labels
+
+
+def tag_batch(tokenizer, words: list[list[str]], tags: list[list[int]], max_length=128) -> dict:
+    """input_ids, attention_mask and labels (align_labels) for sentences given as lists of words with one int tag
+    per word. Needs a fast tokenizer (word_ids). Raises ValueError if a row's tags are not one int per word."""
+    for row, (w, t) in enumerate(zip(words, tags)):
+        if len(w) != len(t) or not all(isinstance(x, int) and not isinstance(x, bool) for x in t):
+            raise ValueError(f"row {row}: the tag column must hold one int tag per word, got {len(w)} words and "
+                             f"tags {list(t)[:8]!r}: pick the column of tag ids (e.g. ner_tags), not {type(t[0])}")
+    batch = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length,
+                      padding=True, return_tensors="pt")
+    labels = [align_labels(batch.word_ids(i), t) for i, t in enumerate(tags)]
+    batch = {k: v for k, v in batch.items() if k != "token_type_ids"}  # one text: all zeros, the default
+    return {**batch, "labels": torch.tensor(labels)}

@@ -11,7 +11,8 @@
                          warm-up      steps
 
 Only parameters with requires_grad go to AdamW: a frozen base model needs no gradients and no optimizer state.
-Two kinds of loss share the loop. "classification": a Classifier's logits against the class labels. "causal_lm":
+Three kinds of loss share the loop. "classification": a Classifier's logits against the class labels. "tokens": a
+TokenClassifier's logits at each word's first sub-token against the word's tag (methods/tagging.py). "causal_lm":
 next-token prediction of the *target* tokens only (the prompt's labels are -100, ignored); the loss reads the
 logits of the last n positions, so methods that prepend virtual tokens (prompt and prefix tuning) just work.
 
@@ -91,7 +92,8 @@ def autocast(precision: str, device: torch.device):
 def logits_and_targets(model, batch, task="classification"):
     """(logits, targets) lined up so that cross_entropy(logits, targets, ignore_index=-100) is the loss.
     classification: (batch, classes) and (batch,). causal_lm: position t predicts token t+1; only the last
-    labels.shape[1] positions are read (virtual tokens in front are skipped); both flattened."""
+    labels.shape[1] positions are read (virtual tokens in front are skipped); both flattened. tokens: position t
+    predicts the tag of position t (-100 where no word starts), the last labels.shape[1] positions, flattened."""
     if task not in LOSS_KINDS:
         raise ValueError(f"task must be one of {LOSS_KINDS}, not {task!r}")
     logits = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
@@ -103,6 +105,8 @@ def lined_up(logits: torch.Tensor, labels: torch.Tensor, task="classification"):
     if task == "classification":
         return logits, labels
     logits = logits[:, -labels.shape[1]:]
+    if task == "tokens":
+        return logits.flatten(0, 1), labels.flatten()
     return logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten()
 
 
@@ -129,7 +133,8 @@ def predictions(model, loader, task="classification", precision="fp32") -> torch
 
 
 def evaluate(model, loader, task="classification", precision="fp32") -> float:
-    """Accuracy: of the predicted classes, or (causal_lm) of the greedy next-token guesses on target tokens."""
+    """Accuracy: of the predicted classes, of the tags of the words (tokens), or (causal_lm) of the greedy next-token
+    guesses on target tokens."""
     hits = predictions(model, loader, task, precision)
     return hits.sum().item() / len(hits) if len(hits) else 0.0
 

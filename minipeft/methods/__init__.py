@@ -12,6 +12,7 @@
     dora.py            DoRA: LoRA + a learned magnitude per output row    apply_dora
     ia3.py             (IA)³: learned rescaling vectors                   apply_ia3
     virtual_tokens.py  the hook prompt and prefix methods share           -
+    tagging.py         TokenClassifier (a tag per word), entity F1        TokenClassifier, entity_f1, predict_tags
 
 Every apply function takes (model, **hyper_parameters, name=...) and records {"method": <key below>, ...} on the
 model (core.record_config), which is how saving.load_adapter finds the function to rebuild an adapter with.
@@ -29,6 +30,7 @@ from .p_tuning import apply_deep_prompts, apply_p_tuning
 from .prefix_tuning import apply_prefix_tuning, fold_prefix
 from .probing import Classifier, apply_probe
 from .prompt_tuning import apply_prompt_tuning
+from .tagging import TokenClassifier, entity_f1, predict_tags
 
 
 class Method(NamedTuple):
@@ -62,4 +64,5 @@ def method(name: str) -> Method:
 
 __all__ = ["METHODS", "Method", "method", "Classifier", "apply_probe", "apply_finetune", "apply_bitfit",
            "apply_prompt_tuning", "apply_p_tuning", "apply_deep_prompts", "apply_prefix_tuning", "fold_prefix",
-           "apply_bottleneck", "apply_lora", "apply_dora", "merge_lora", "unmerge_lora", "apply_ia3"]
+           "apply_bottleneck", "apply_lora", "apply_dora", "merge_lora", "unmerge_lora", "apply_ia3",
+           "TokenClassifier", "entity_f1", "predict_tags"]

@@ -65,15 +65,18 @@ class Classifier(nn.Module):
         last = mask.squeeze(-1).cumsum(1).argmax(1)  # index of the last real token (right padding)
         return hidden[torch.arange(hidden.shape[0]), last]
 
-    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    def hidden_states(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
+        """The hidden states of layer `layer` (batch, positions, d); virtual tokens in front are still there."""
         transformer = self.backbone.base_model  # the body: LlamaModel inside LlamaForCausalLM; a BertModel itself
         wants_layer = self.layer != -1
         out = transformer(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=wants_layer,
                           **kwargs)
-        hidden = out.hidden_states[self.layer] if wants_layer else out.last_hidden_state
-        logits = self.head(self.pool(hidden, attention_mask))
+        return out.hidden_states[self.layer] if wants_layer else out.last_hidden_state
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = self.head(self.pool(self.hidden_states(input_ids, attention_mask, **kwargs), attention_mask))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return {"loss": loss, "logits": logits}
 
