@@ -156,3 +156,20 @@ def test_control_tags_are_a_function_of_the_word_type_and_follow_the_real_distri
         assert drawn[t] / len(table) == pytest.approx(share, abs=0.03)
     assert control == probes.control_tags(sentences, real, seed=0)
     assert control != probes.control_tags(sentences, real, seed=1)
+
+
+def test_a_token_tagger_adapter_saves_loads_and_refuses_a_sentence_head(tmp_path):
+    """Bug: a tagger's adapter loaded into a sentence Classifier (same head shape, another task) without a word."""
+    torch.manual_seed(0)
+    model = mp.apply_lora(mp.TokenClassifier(models.tiny_bert(), num_labels=5), r=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))  # as if trained: B ≠ 0, the head moved
+    path = mp.save_adapter(model, tmp_path / "tagger")
+    fresh = mp.load_adapter(mp.TokenClassifier(models.tiny_bert(), num_labels=5), path)
+    ids = torch.randint(1000, 2000, (2, 7))
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(input_ids=ids)["logits"], model.eval()(input_ids=ids)["logits"])
+    with pytest.raises(ValueError, match="task head"):
+        mp.load_adapter(mp.Classifier(models.tiny_bert(), num_labels=5, pooling="cls"), path)
