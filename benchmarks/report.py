@@ -33,6 +33,8 @@ NOTEBOOK_TOPICS = {
     "06_adapter_tuning": "a bottleneck adapter by hand; Houlsby vs Pfeiffer; add vs gate; bottleneck slider",
     "07_lora_bitfit_ia3": "LoRA by hand; rank slider; which matrices; merging; BitFit; (IA)³",
     "08_comparison": "everything side by side; per-task adapters on one base model; out-of-domain check",
+    "09_token_tasks": "POS probes per layer with control tasks (selectivity); token classification; NER entity F1: "
+                      "probe vs LoRA vs full fine-tuning",
     "10_lora_successors": "DoRA by hand (direction + length); rsLoRA's α/√r measured over ranks; LoRA+ parameter "
                           "groups; DoRA's cost",
 }
