@@ -242,13 +242,16 @@ def test_smollm2_dequantized_by_hand_equals_transformers_bit_for_bit(smollm2_q):
 
 @pytest.mark.slow
 def test_smollm2_packed_base_memory_and_outputs(smollm2_q):
-    """Packed: 20 bytes per 32 weights (6.4× less than fp32), measured on the buffers. The outputs equal the fp32
+    """Packed: 20 bytes per 32 weights (6.4× less than fp32), measured on the buffers, and no parameter left of
+    the 106M quantized weights (only the embedding and the norms). The outputs equal the fp32
     model's: the weights are equal bit for bit and both run the same fp32 matmul, so only the order of a few sums
     may differ (observed: equal; allowed 1e-4 on logits of size ~10, ~1e-5 relative)."""
     model, fp32, tokenizer, path = smollm2_q
     packed = sum(b.numel() * b.element_size() for n, b in model.named_buffers() if n.endswith(".blocks"))
     full = sum(fp32.get_submodule(n).weight.numel() * 4 for n in quantized_names(model))
     assert full / packed == 32 * 4 / 20
+    weights = sum(fp32.get_submodule(n).weight.numel() for n in quantized_names(model))
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in fp32.parameters()) - weights
     assert not any(isinstance(m, QuantizedLinear) for m in fp32.modules())
     batch = tokenizer(["The capital of France is", "A gorgeous, witty movie."], return_tensors="pt", padding=True)
     with torch.no_grad():
