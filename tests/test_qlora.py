@@ -259,3 +259,16 @@ def test_smollm2_packed_base_memory_and_outputs(smollm2_q):
         torch.testing.assert_close(model(**batch).logits, expected, rtol=0, atol=1e-4)
         apply_qlora(model, path, r=8)
         torch.testing.assert_close(model(**batch).logits, expected, rtol=0, atol=1e-4)
+
+
+def test_the_method_file_is_short_and_says_formula_picture_and_paper():
+    """The rule of tests/test_project.py for method files (qlora.py is not in its README table yet)."""
+    import ast
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from test_project import lines_of_code
+    path = pathlib.Path(__file__).resolve().parents[1] / "minipeft" / "methods" / "qlora.py"
+    assert lines_of_code(path) <= 100
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    assert "2305.14314" in doc and "w_j = d · q_j + m" in doc and "uint8 blocks" in doc

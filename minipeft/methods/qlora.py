@@ -50,11 +50,13 @@ class _PackedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, blocks):
+        """y = x Wᵀ; keeps the blocks (a reference to the buffer), not W."""
         ctx.save_for_backward(blocks)
         return F.linear(x, dequantize_q4_1(blocks).to(x.dtype))
 
     @staticmethod
     def backward(ctx, grad):
+        """∂L/∂x = ∂L/∂y · W, W dequantized again from the saved blocks."""
         blocks, = ctx.saved_tensors
         return grad @ dequantize_q4_1(blocks).to(grad.dtype), None  # the base is frozen: no gradient for W
 
@@ -72,13 +74,16 @@ class QuantizedLinear(nn.Linear):
 
     @property
     def weight(self) -> torch.Tensor:
+        """The dequantized weight, (out_features, in_features) fp32, made anew at every access."""
         return dequantize_q4_1(self.blocks)
 
     @weight.setter
     def weight(self, value):
+        """Refused: the weight is packed."""
         raise TypeError("a QuantizedLinear's weight is packed Q4_1: it cannot be assigned to or merged into")
 
     def forward(self, x):
+        """x Wᵀ, W dequantized inside this call only."""
         return _PackedLinear.apply(x, self.blocks)
 
 
