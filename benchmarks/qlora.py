@@ -11,6 +11,8 @@
    batches (Rotten Tomatoes: "Review: <snippet>\\nSentiment:" → " positive"/" negative", the loss on the answer
    tokens, as in notebook 07), steps interleaved (the order alternates every step) so that the machine's load
    slows both alike: loss curves side by side, seconds per step, and the validation loss before and after.
+   Also timed in turns: dequantizing all 210 linears once, and a no-grad forward pass of one token (a decoding
+   step, where dequantizing dominates) and of one training batch.
 3. NF4 by hand (QLoRA's 16 normal quantiles, absmax blocks) vs Q4_1-style blocks (min, 16 uniform steps): the
    mean squared error and the relative error ‖w − ŵ‖² / ‖w‖², on the embedding (stored as Q8_0: close to the
    original weights), on the 210 linears (stored as Q4_1: Q4_1 in the file's own blocks of 32 finds them again
@@ -37,7 +39,7 @@ from minipeft.lab.assets import asset_path
 from minipeft.lab.course import threads
 from minipeft.lab.data import load_task, subsample
 from minipeft.lab.measure import MB
-from minipeft.methods.qlora import QuantizedLinear, nf4_roundtrip, q4_1_roundtrip, quantize_from_gguf
+from minipeft.methods.qlora import QuantizedLinear, dequantize_q4_1, nf4_roundtrip, q4_1_roundtrip, quantize_from_gguf
 from minipeft.train import logits_and_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +90,31 @@ def memory(fp32, quantized, batch) -> dict:
             "whole_model_mb": {k: v / MB for k, v in total.items()},
             "saved_for_backward_mb": {k: v / MB for k, v in saved.items()},
             "saved_batch_shape": list(batch["input_ids"].shape)}
+
+
+def forward_seconds(models_, batch, rounds: int) -> dict:
+    """Median seconds of one no-grad forward pass of `batch` per model, timed in turns (the first round warms up)."""
+    seconds = {label: [] for label in models_}
+    with torch.no_grad():
+        for round_ in range(rounds + 1):
+            for label, model in models_.items():
+                tick = time.perf_counter()
+                model(**batch)
+                if round_:
+                    seconds[label].append(time.perf_counter() - tick)
+    return {label: statistics.median(s) for label, s in seconds.items()}
+
+
+def dequantize_seconds(model, rounds: int) -> float:
+    """Median seconds to dequantize every QuantizedLinear once (what each forward and each backward adds)."""
+    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    seconds = []
+    for _ in range(rounds):
+        tick = time.perf_counter()
+        for layer in layers:
+            dequantize_q4_1(layer.blocks)
+        seconds.append(time.perf_counter() - tick)
+    return statistics.median(seconds)
 
 
 def train_side_by_side(models_, train_batches, val_batches, lr):
@@ -174,6 +201,12 @@ def main(argv=None):
                "dequantization": {"max_abs_weight_diff_vs_transformers": weight_diff,
                                   "max_abs_logit_diff_vs_fp32": logits_diff},
                "memory": memory(fp32, quantized, max(train_batches, key=lambda b: b["input_ids"].numel()))}
+    one_token = {"input_ids": torch.tensor([[tokenizer.bos_token_id or 1]])}  # a decoding step's shape
+    results["timing"] = {"dequantize_all_linears_seconds": dequantize_seconds(quantized, 3 if args.quick else 5),
+                         "forward_one_token_seconds": forward_seconds({"fp32": fp32, "q4_1": quantized}, one_token,
+                                                                      3 if args.quick else 10),
+                         "forward_train_batch_seconds": forward_seconds({"fp32": fp32, "q4_1": quantized},
+                                                                        train_batches[0], 2 if args.quick else 5)}
     for model in (fp32, quantized):
         torch.manual_seed(0)  # the same A (B = 0) on both bases
         mp.apply_lora(model, targets=["q_proj", "v_proj"], r=8, alpha=16)
