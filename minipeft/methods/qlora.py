@@ -22,8 +22,14 @@ unchanged on top (`apply_qlora` does both). The dequantized weight exists only i
 backward: the backward dequantizes again instead of saving it (as bitsandbytes' 4-bit matmul does). llama.cpp
 interleaves the rows of q/k per head (rotary halves) when converting; the rows are put back here as transformers
 does, so the dequantized weights equal transformers' (bit for bit: the same fp32 operations). Merging is refused:
-W + s·BA would have to be quantized again. QLoRA's own format, NF4 (16 levels at normal quantiles, absmax blocks
-of 64), is built by hand in `nf4_levels` / `nf4_roundtrip` for comparison; the file's weights stay Q4_1.
+W + s·BA would have to be quantized again. As the base is frozen, the backward needs no gradient for W, so the
+layer's input x is not saved either (autograd's fp32 matmul keeps it).
+
+Trainable parameters: LoRA's, r · (d_in + d_out) per target. The paper's QLoRA differs in its format: NF4 (16
+levels at normal quantiles, one absmax per block of 64), its block constants quantized again to 8 bits ("double
+quantization", 4.127 bits per weight), bf16 compute and paged optimizers. Here the format is the one that shipped
+(Q4_1: 5 bits per weight with its two fp16 constants), compute is fp32; NF4 is built by hand in `nf4_levels` /
+`nf4_roundtrip` to compare the two formats' errors (benchmarks/qlora.py).
 """
 import torch
 from torch import nn
