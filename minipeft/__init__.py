@@ -41,7 +41,8 @@ from . import core, params, peft_format, saving, train
 from .core import adapter_names, disable_adapters, find_modules, freeze, remove_adapter, set_adapter
 from .methods import (METHODS, Classifier, apply_bitfit, apply_bottleneck, apply_deep_prompts, apply_dora,
                       apply_finetune, apply_ia3, apply_lora, apply_p_tuning, apply_prefix_tuning, apply_probe,
-                      apply_prompt_tuning, entity_f1, fold_prefix, merge_lora, predict_tags, unmerge_lora)
+                      apply_prompt_tuning, apply_qlora, entity_f1, fold_prefix, merge_lora, predict_tags,
+                      quantize_from_gguf, unmerge_lora)
 from .methods import TokenClassifier
 from .params import count_parameters, parameter_report, print_parameter_report
 from .peft_format import export_peft, import_peft

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METHOD_FILES = ["probing", "finetune", "bitfit", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "lora",
-                "ia3", "tagging"]
+                "ia3", "tagging", "dora", "qlora"]
 
 
 def lines_of_code(path: pathlib.Path) -> int:

@@ -10,12 +10,14 @@
     bottleneck.py      bottleneck adapters (Houlsby, Pfeiffer)            apply_bottleneck
     lora.py            LoRA (and rsLoRA, LoRA+), merge / unmerge          apply_lora, merge_lora, unmerge_lora
     dora.py            DoRA: LoRA + a learned magnitude per output row    apply_dora
+    qlora.py           QLoRA: LoRA on a base kept as Q4_1 blocks (GGUF)   quantize_from_gguf, apply_qlora
     ia3.py             (IA)³: learned rescaling vectors                   apply_ia3
     virtual_tokens.py  the hook prompt and prefix methods share           -
     tagging.py         TokenClassifier (a tag per word), entity F1        TokenClassifier, entity_f1, predict_tags
 
 Every apply function takes (model, **hyper_parameters, name=...) and records {"method": <key below>, ...} on the
 model (core.record_config), which is how saving.load_adapter finds the function to rebuild an adapter with.
+QLoRA has no entry of its own: it quantizes the base, then applies (and records) a plain LoRA adapter.
 """
 from collections.abc import Callable
 from typing import NamedTuple
@@ -30,6 +32,7 @@ from .p_tuning import apply_deep_prompts, apply_p_tuning
 from .prefix_tuning import apply_prefix_tuning, fold_prefix
 from .probing import Classifier, apply_probe
 from .prompt_tuning import apply_prompt_tuning
+from .qlora import apply_qlora, quantize_from_gguf
 from .tagging import TokenClassifier, entity_f1, predict_tags
 
 
@@ -64,5 +67,5 @@ def method(name: str) -> Method:
 
 __all__ = ["METHODS", "Method", "method", "Classifier", "apply_probe", "apply_finetune", "apply_bitfit",
            "apply_prompt_tuning", "apply_p_tuning", "apply_deep_prompts", "apply_prefix_tuning", "fold_prefix",
-           "apply_bottleneck", "apply_lora", "apply_dora", "merge_lora", "unmerge_lora", "apply_ia3",
-           "TokenClassifier", "entity_f1", "predict_tags"]
+           "apply_bottleneck", "apply_lora", "apply_dora", "merge_lora", "unmerge_lora", "apply_ia3", "apply_qlora",
+           "quantize_from_gguf", "TokenClassifier", "entity_f1", "predict_tags"]

@@ -125,6 +125,9 @@ def lora_layers(model) -> list[LoRALinear]:
 @torch.no_grad()
 def merge_lora(model, name: str = "default"):
     """Fold adapter `name` into each wrapped weight (LoRA: W ← W + (α/r)·B A); a layer merges one adapter at most."""
+    packed = [layer for layer in lora_layers(model) if not getattr(layer.base, "mergeable", True)]
+    if packed:  # a quantized base (qlora.py): W + (α/r)·B A would have to be quantized again
+        raise TypeError(f"{type(packed[0].base).__name__} is quantized: an adapter cannot be merged into it")
     for layer in lora_layers(model):
         if name in layer.adapters and layer.merged is None:
             layer.adapters[name].merge_into(layer.base)
