@@ -36,7 +36,7 @@ NOTEBOOK_TOPICS = {
     "09_token_tasks": "POS probes per layer with control tasks (selectivity); token classification; NER entity F1: "
                       "probe vs LoRA vs full fine-tuning",
     "10_lora_successors": "DoRA by hand (direction + length); rsLoRA's α/√r measured over ranks; LoRA+ parameter "
-                          "groups; DoRA's cost",
+                          "groups; QLoRA on the Q4_1 file, NF4 by hand; the unified view (prefix = gated adapter)",
 }
 
 
