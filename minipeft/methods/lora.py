@@ -127,7 +127,8 @@ def merge_lora(model, name: str = "default"):
     """Fold adapter `name` into each wrapped weight (LoRA: W ← W + (α/r)·B A); a layer merges one adapter at most."""
     packed = [layer for layer in lora_layers(model) if not getattr(layer.base, "mergeable", True)]
     if packed:  # a quantized base (qlora.py): W + (α/r)·B A would have to be quantized again
-        raise TypeError(f"{type(packed[0].base).__name__} is quantized: an adapter cannot be merged into it")
+        raise TypeError(f"{type(packed[0].base).__name__} is quantized: merging would need it quantized again; "
+                        "run the adapter unmerged (the model is unchanged)")
     for layer in lora_layers(model):
         if name in layer.adapters and layer.merged is None:
             layer.adapters[name].merge_into(layer.base)
