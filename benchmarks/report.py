@@ -69,7 +69,8 @@ def compare_table(results: dict) -> list[str]:
     searches = [r for r in results["runs"] if r["phase"] == "search"]
     complete = len(rows) == 20 and all(r["complete"] for r in rows) and bool(costs)
     status = "" if complete else (
-        f"**Partial results: the benchmark is still running.** {len(searches)} search runs and {len(finals)} of "
+        f"**Partial results: the benchmark has not finished (running it again resumes).** {len(searches)} search "
+        f"runs and {len(finals)} of "
         f"{20 * s['seeds']} final runs are in; test columns show a method once it has a final run, with the number "
         f"of seeds it has (—: none yet). ")
     s_train, s_val, s_test = (f"{s['sizes'][k]:,}" for k in ("train", "validation", "test"))
@@ -102,7 +103,8 @@ def compare_table(results: dict) -> list[str]:
                                                      if r["label"] == row["label"])
         test, epochs = "—", "—"
         if row["seeds"]:
-            test = f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} ({row['seeds']})"
+            spread = f" ± {100 * row['test_std']:.1f}" if row["seeds"] > 1 else ""  # no spread from one seed
+            test = f"{100 * row['test_mean']:.1f}{spread} ({row['seeds']})"
             epochs = f"{sum(row['best_epoch']) / len(row['best_epoch']):.1f}"
         lines.append(f"| {row['label']} | {trainable[row['label']]:,} | {share:.2f} | {row['lr']:g} "
                      f"({len(row['search'])}){edge} | {100 * searched:.1f} | {test} | {delta} | {epochs} | {time} "
