@@ -123,7 +123,9 @@ def make_dry_run(*args) -> str:
     import subprocess
     if not shutil.which("make"):
         pytest.skip("make is not installed")
-    return subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # --no-print-directory: under another make (CI runs `make test`) make would add "Entering/Leaving directory"
+    return subprocess.run(["make", "-n", "-B", "--no-print-directory", *args], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
 
 
 def pip_install_lines(dry_run: str) -> list[str]:
