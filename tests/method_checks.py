@@ -181,3 +181,19 @@ def check_wrong_base(path, family: str) -> None:
         else:
             raise AssertionError("loading into another base model did not fail")
         assert f"tiny-{family}" in message and "fingerprint" in message, message
+
+
+def copy_into_peft(ours, reference) -> int:
+    """Copy minipeft's LoRA (or DoRA) tensors of adapter "default" into peft's model `reference`; returns how many
+    layers were copied (the caller checks that peft wrapped what minipeft did)."""
+    copied = 0
+    with torch.no_grad():
+        for name, module in reference.named_modules():
+            if hasattr(module, "lora_A") and "default" in module.lora_A:
+                lora = ours.get_submodule(name.removeprefix("base_model.model.")).adapters["default"]
+                module.lora_A["default"].weight.copy_(lora.A)
+                module.lora_B["default"].weight.copy_(lora.B)
+                if hasattr(lora, "magnitude"):  # DoRA
+                    module.lora_magnitude_vector["default"].weight.copy_(lora.magnitude)
+                copied += 1
+    return copied

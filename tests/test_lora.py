@@ -3,9 +3,8 @@ import copy
 import pytest
 import torch
 from method_checks import (assert_unchanged, check_one_adamw_step, check_save_load, check_second_apply_refused,
-                           check_two_adapters, check_wrong_base, fresh_base, LORA_TARGETS, make_batch, outputs,
-                           query_value_shapes,
-                           perturb_trainable, snapshot, with_loss_head)
+                           check_two_adapters, check_wrong_base, copy_into_peft, fresh_base, LORA_TARGETS, make_batch,
+                           outputs, perturb_trainable, query_value_shapes, snapshot, with_loss_head)
 
 from minipeft.core import disable_adapters, remove_adapter, set_adapter
 from minipeft.methods.lora import LoRALinear, apply_lora, lora_parameter_count, merge_lora, unmerge_lora
@@ -165,14 +164,7 @@ def test_same_outputs_as_peft(which, encoder, causal_lm):
     reference, version = peft_lora(base, targets, r=8, alpha=16)
     ours = apply_lora(base, targets, r=8, alpha=16)
     perturb_trainable(ours, scale=0.05)
-    copied = 0
-    with torch.no_grad():
-        for name, module in reference.named_modules():
-            if hasattr(module, "lora_A") and "default" in module.lora_A:
-                lora = ours.get_submodule(name.removeprefix("base_model.model.")).adapters["default"]
-                module.lora_A["default"].weight.copy_(lora.A)
-                module.lora_B["default"].weight.copy_(lora.B)
-                copied += 1
+    copied = copy_into_peft(ours, reference)
     if copied != 2 * base.config.num_hidden_layers:
         pytest.skip(f"peft {version} did not wrap {targets} as expected ({copied} layers)")
     ours_out = outputs(ours, batch)

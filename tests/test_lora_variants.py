@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from method_checks import (LORA_TARGETS, check_mixed_batch, check_save_load, fresh_base, make_batch, outputs,
-                           perturb_trainable, query_value_shapes, with_loss_head)
+from method_checks import (LORA_TARGETS, check_mixed_batch, check_save_load, copy_into_peft, fresh_base, make_batch,
+                           outputs, perturb_trainable, query_value_shapes, with_loss_head)
 
 import minipeft as mp
 from minipeft.lab import models
-from minipeft.methods.dora import DoRA, apply_dora, dora_parameter_count
+from minipeft.methods.dora import apply_dora, dora_parameter_count
 from minipeft.methods.lora import LoRALinear, apply_lora, loraplus, merge_lora, unmerge_lora
 from minipeft.params import count_parameters
 from minipeft.train import parameter_groups
@@ -126,20 +126,6 @@ def test_loraplus_trains_b_faster_in_the_loop(bert_tokenizer):
 
 
 # ---------------------------------------------------------------- Hugging Face peft as the oracle
-def copy_into_peft(ours, reference) -> int:
-    copied = 0
-    with torch.no_grad():
-        for name, module in reference.named_modules():
-            if hasattr(module, "lora_A") and "default" in module.lora_A:
-                lora = ours.get_submodule(name.removeprefix("base_model.model.")).adapters["default"]
-                module.lora_A["default"].weight.copy_(lora.A)
-                module.lora_B["default"].weight.copy_(lora.B)
-                if isinstance(lora, DoRA):
-                    module.lora_magnitude_vector["default"].weight.copy_(lora.magnitude)
-                copied += 1
-    return copied
-
-
 def peft_reference(base, family, r, alpha, dora, rslora):
     peft = pytest.importorskip("peft")
     config = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=TARGETS[family], lora_dropout=0.0, use_dora=dora,
