@@ -77,6 +77,8 @@ METHODS = [
     {"label": "LoRA r=8 (all linear layers)", "method": "lora",
      "kwargs": {"targets": [ALL_LINEAR], "r": 8, "alpha": 16}, "lrs": grid(-3.5)},
     {"label": "(IA)³", "method": "ia3", "lrs": grid(-3)},
+    {"label": "DoRA r=8", "method": "dora", "kwargs": {"targets": ["query", "value"], "r": 8, "alpha": 16},
+     "lrs": grid(-3.5)},  # LoRA r=8's targets, rank and scale, plus one trained length per output row
 ]
 BY_LABEL = {m["label"]: m for m in METHODS}
 REFERENCE = "full fine-tuning"
@@ -116,10 +118,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="2 methods, a few steps on a few rows (a smoke test)")
     parser.add_argument("--out", type=Path, help="JSON file (default: data/results/compare_methods.json)")
     parser.add_argument("--no-costs", action="store_true", help="skip the side-by-side cost measurement")
+    parser.add_argument("--costs", action="store_true", help="measure the costs again even if the file has them "
+                        "(on a quiet machine: nothing else running)")
+    parser.add_argument("--first", nargs="+", metavar="LABEL", default=[],
+                        help="run these methods' search and every seed before the others (the headline pairs)")
     parser.add_argument("--summarize", action="store_true",
                         help="train nothing: summarize the runs the file holds (an interrupted comparison, marked "
                              "partial), measure the costs if missing, plot")
     args = parser.parse_args(argv)
+    unknown = [label for label in args.first if label not in BY_LABEL]
+    if unknown:
+        raise SystemExit(f"--first: no method labelled {unknown}; the labels are {list(BY_LABEL)}")
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
     methods, settings, search, final, data = METHODS, dict(SETTINGS), SEARCH, FINAL, dict(task)
@@ -139,10 +148,16 @@ def main(argv=None):
         save(results, out)
     else:
         print(f"{len(methods)} methods; writing {out}", flush=True)
+        if args.first:  # REFERENCE too: the paired differences need it
+            wanted = {REFERENCE, *args.first}
+            first = [config for config in methods if config["label"] in wanted]
+            compare(first, data, ["text"], backbone, tokenizer, out, search=search, final=final,
+                    reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+                    threads=torch.get_num_threads(), **settings)
         results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
                           reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
                           threads=torch.get_num_threads(), **settings)
-    if not args.no_costs and "costs" not in results:
+    if args.costs or (not args.no_costs and "costs" not in results):
         results["costs"] = measure_costs(methods, data, copy.deepcopy(backbone), tokenizer, settings)
         save(results, out)
     plot_comparison(results, out.with_suffix(".png"))

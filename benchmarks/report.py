@@ -67,12 +67,11 @@ def compare_table(results: dict) -> list[str]:
     reference_cost = costs.get(s["reference"], {}).get("seconds_per_step")
     finals = [r for r in results["runs"] if r["phase"] == "final"]
     searches = [r for r in results["runs"] if r["phase"] == "search"]
-    complete = len(rows) == 20 and all(r["complete"] for r in rows) and bool(costs)
+    complete = all(r["complete"] for r in rows) and bool(costs)  # summarize writes a row for every method
     status = "" if complete else (
         f"**Partial results: the benchmark has not finished (running it again resumes).** {len(searches)} search "
-        f"runs and {len(finals)} of "
-        f"{20 * s['seeds']} final runs are in; test columns show a method once it has a final run, with the number "
-        f"of seeds it has (—: none yet). ")
+        f"runs and {len(finals)} of {len(rows) * s['seeds']} final runs are in; test columns show a method once it "
+        f"has a final run, with the number of seeds it has (—: none yet). ")
     s_train, s_val, s_test = (f"{s['sizes'][k]:,}" for k in ("train", "validation", "test"))
     lines = [status + f"Rotten Tomatoes (split by movie: {s_train} training, {s_val} validation, {s_test} test "
              f"snippets), MiniLM, mean pooling unless noted, batch {s['batch_size']}, snippets cut at "
@@ -89,7 +88,8 @@ def compare_table(results: dict) -> list[str]:
              "| test accuracy, mean ± std (seeds) | Δ vs full fine-tuning [95 % CI] | best epoch | s / step ÷ full "
              "| memory MB | adapter file |",
              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    trainable = {r["label"]: r["stats"]["trainable_params"] for r in results["runs"]}  # searches count them too
+    trainable = {label: c["trainable_params"] for label, c in costs.items()}
+    trainable |= {r["label"]: r["stats"]["trainable_params"] for r in results["runs"]}  # searches count them too
     for row in sorted(rows, key=lambda r: trainable.get(r["label"], 0)):
         gap = row.get("vs_reference")
         delta = f"{points(gap['difference'])} [{points(gap['low'])}, {points(gap['high'])}]" if gap else "—"
@@ -97,6 +97,11 @@ def compare_table(results: dict) -> list[str]:
         time = f"{cost['seconds_per_step'] / reference_cost:.2f}" if cost and reference_cost else "—"
         memory = f"{sum(cost['memory_mb'].values()):.0f}" if cost else "—"
         file = size(cost["adapter_bytes"]) if cost else "—"
+        if not row["search"]:  # a method added to a running comparison: its costs may be in, its runs not yet
+            count = f"{trainable[row['label']]:,}" if row["label"] in trainable else "—"
+            lines.append(f"| {row['label']} | {count} | — | not searched yet | — | — | — | — | {time} | {memory} "
+                         f"| {file} |")
+            continue
         edge = " (at the edge)" if row["at_edge"] else ""
         searched = dict(row["search"]).get(row["lr"])
         share = 100 * trainable[row["label"]] / next(r["stats"]["total_params"] for r in results["runs"]
@@ -156,6 +161,34 @@ def sweep_table(results: dict) -> list[str]:
     return lines
 
 
+def rslora_table(results: dict) -> list[str]:
+    """Test accuracy and update size per rank, LoRA's α/r against rsLoRA's α/√r (one learning rate)."""
+    rows, size = {r["label"]: r for r in results["summary"]}, results.get("update_size", {})
+    ranks = sorted({int(label.rsplit("=", 1)[1]) for label in rows})
+    seeds = {r["seeds"] for r in results["summary"]}
+    anchor = results.get("anchor")
+    lines = [f"LoRA on query, value at one learning rate ({results['summary'][0]['lr']:g}, compare_methods.py's choice "
+             f"for LoRA r = 8), α = 16 for α/r and α = 2√8 for α/√r (both scale 2 at r = 8); "
+             f"{'/'.join(map(str, sorted(seeds)))} seed(s); update = ‖s·BA‖/‖W‖ on layer 0's query after "
+             f"{size.get('steps', '?')} steps." + (" **Partial: not every run is in.**"
+                                                    if not all(r["complete"] for r in results["summary"]) else ""), "",
+             "| rank | trainable | scale α/r | test α/r | update α/r | scale α/√r | test α/√r | update α/√r |",
+             "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    if anchor:
+        test = f"{100 * anchor['test']:.1f} ({anchor['seeds']} seeds)"
+        lines.append(f"| 8 | (LoRA r=8) | 2 | {test} | | 2 | same run | |")
+    for r in ranks:
+        plain, rs = rows.get(f"LoRA α/r r={r}"), rows.get(f"rsLoRA α/√r r={r}")
+        cells = []
+        for row, scale in ((plain, 16 / r), (rs, 2 * (8 / r) ** 0.5)):
+            test = f"{100 * row['test_mean']:.1f}" if row and row["seeds"] else "not yet"
+            grow = size.get("relative", {}).get(row["label"]) if row else None
+            cells += [f"{scale:.3g}", test, f"{grow:.2e}" if grow is not None else ""]
+        trainable = (plain or rs)["trainable_params"]
+        lines.append(f"| {r} | {f'{trainable:,}' if trainable else ''} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def convergence_table(results: dict) -> list[str]:
     """Validation accuracy by epoch of the convergence runs, and where each peaked."""
     s = results["settings"]
@@ -183,18 +216,23 @@ def speedups_tables(results: dict) -> list[str]:
     lines = [f"Seconds per training step, MiniLM, batch 32, in turns over the same 8 batches per set-up "
              f"({t['rounds']} rounds, the first a warm-up; load average {t['load_average_before']:.1f} before, "
              f"{t['load_average_after']:.1f} after):", "",
-             "| set-up | tokens per batch | s / step | speed-up |", "|---|--:|--:|--:|"]
+             "| method | set-up | tokens per batch | s / step | speed-up |", "|---|---|--:|--:|--:|"]
     for name, row in t["rows"].items():
-        lines.append(f"| {name} | {row['tokens_per_batch']:.0f} | {row['seconds_per_step']:.3f} "
+        lines.append(f"| {name} | {row['tokens_per_batch']:.0f} | {row['seconds_per_step']:.3f} "  # "method | set-up"
                      f"| × {row['speedup_vs_plain']:.2f} |")
     gaps = results.get("differences", {})
     if gaps:
         lines += ["", f"What each default costs in test accuracy: the run with one default switched back minus the run "
-                  f"with all of them, paired over the same test snippets and {results['settings']['seeds']} seeds "
-                  f"(compare_methods.py's budget and learning rates):", "",
-                  "| switched back | Δ test accuracy [95 % CI] |", "|---|--:|"]
-        lines += [f"| {name} | {points(g['difference'])} [{points(g['low'])}, {points(g['high'])}] |"
-                  for name, g in gaps.items()]
+                  f"with all of them, paired over the same test snippets and the seeds each has (of "
+                  f"{results['settings']['seeds']} planned; compare_methods.py's budget and learning rates):", "",
+                  "| switched back | Δ test accuracy [95 % CI] | seeds (switched / default) |", "|---|--:|--:|"]
+        lines += [f"| {name} | {points(g['difference'])} [{points(g['low'])}, {points(g['high'])}] "
+                  f"| {g['seeds']} / {g['reference_seeds']} |" for name, g in gaps.items()]
+        missing = [m for m in ("full fine-tuning, fp32", "full fine-tuning, dropout off", "LoRA r=8, fp32",
+                               "LoRA r=8, dropout on") if m not in gaps]
+        if missing or any(g["seeds"] < results["settings"]["seeds"] for g in gaps.values()):
+            lines += ["", f"**Partial:** not measured yet: {', '.join(missing) or 'none'}; fewer seeds than planned "
+                      f"where the table says so."]
     else:
         lines += ["", "**Not measured yet:** what each default costs in test accuracy (the comparison's final runs "
                   "with one default switched back, 3 seeds each: `python benchmarks/speedups.py` without "
@@ -338,7 +376,7 @@ def report() -> str:
     names = ("compare_methods", "rank_sweep", "vs_peft", "profile_step", "notebook_times", "convergence", "speedups",
              "time_to_accuracy")
     compare, sweep, peft, profile, times, convergence, speedups, tta = (load(f"{n}.json") for n in names)
-    qlora = load("qlora.json")
+    qlora, rslora = load("qlora.json"), load("rslora_sweep.json")
     parts += ["### Notebooks", "", *notebook_table(times or {}), ""]
     if convergence:
         parts += ["### When learning stops (`data/results/convergence.json`)", "", *convergence_table(convergence),
@@ -357,6 +395,9 @@ def report() -> str:
                   "", *time_to_accuracy_table(tta), ""]
     if qlora:
         parts += ["### QLoRA on the weights that shipped (`data/results/qlora.json`)", "", *qlora_tables(qlora), ""]
+    if rslora and rslora.get("summary"):
+        parts += ["### rsLoRA against LoRA over the rank (`data/results/rslora_sweep.json`)", "",
+                  *rslora_table(rslora), ""]
     if sweep and sweep.get("summary"):
         parts += ["### Size sweeps behind the sliders (`data/results/rank_sweep.json`)", "", *sweep_table(sweep), ""]
     if peft:

@@ -80,9 +80,10 @@ def ablation_methods(chosen: dict[str, float]) -> list[dict]:
     return methods
 
 
-def differences(results: dict, methods: list[dict], seeds: int) -> dict:
-    """{"LoRA r=8, fp32": paired difference (switched − default)} over the seeds both have."""
-    runs = {r["key"]: r for r in results["runs"]}
+def differences(results: dict, methods: list[dict], seeds: int, defaults=()) -> dict:
+    """{"LoRA r=8, fp32": paired difference (switched − default)} over the seeds both have; `defaults`: more runs
+    (compare_methods.json's) to find the default runs in."""
+    runs = {r["key"]: r for r in [*defaults, *results["runs"]]}
 
     def hits(config):
         keys = [run_key(config, config["lr"], s, "final") for s in range(seeds)]
@@ -103,6 +104,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--timing-only", action="store_true",
                         help="measure the step times only (minutes), not the accuracy ablations (hours)")
+    parser.add_argument("--only", nargs="+", metavar="LABEL", default=[],
+                        help="train only these ablations (e.g. 'LoRA r=8, dropout on'); the default runs are read "
+                             "from compare_methods.json, not trained here")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
@@ -119,13 +123,20 @@ def main(argv=None):
         chosen = {row["label"]: row["lr"] for row in json.loads(earlier.read_text())["summary"]}
     backbone, tokenizer = load_encoder()
     methods = ablation_methods(chosen)
+    unknown = set(args.only) - {m["label"] for m in methods if "train" in m}
+    if unknown:
+        raise SystemExit(f"--only: no ablation labelled {sorted(unknown)}; the ablations are "
+                         f"{[m['label'] for m in methods if 'train' in m]}")
+    previous = json.loads(out.read_text()) if out.exists() else {}
     if args.timing_only:
-        results = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
+        results = previous or {"settings": settings, "runs": []}
     else:
-        results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
+        trained = [m for m in methods if m["label"] in args.only] if args.only else methods
+        results = compare(trained, data, ["text"], backbone, tokenizer, out, search=search, final=final,
                           reference=None, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
                           threads=torch.get_num_threads(), reuse=earlier, **settings)
-    results["differences"] = differences(results, methods, settings["seeds"])
+    defaults = json.loads(earlier.read_text())["runs"] if earlier else []
+    results["differences"] = differences(results, methods, settings["seeds"], defaults)
     if "timing" not in results:
         results["timing"] = timing(data, copy.deepcopy(backbone), tokenizer, settings, rounds=2 if args.quick else 4,
                                    n_batches=1 if args.quick else 8)

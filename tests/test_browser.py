@@ -265,15 +265,14 @@ def test_committed_notebook_shows_its_saved_widgets(page, name):
             page.screenshot(f"committed-{name[:2]}-explorer", out)
 
 
-def names_the_course_kernel(name: str) -> bool:
-    return nbformat.read(NOTEBOOKS / name, as_version=4).metadata.get("kernelspec", {}).get("name") == "minipeft"
+def test_every_committed_notebook_names_the_course_kernel():
+    """JupyterLab marks a notebook modified when the kernel it starts has another name than the saved kernelspec."""
+    for name in COMMITTED:
+        spec = nbformat.read(NOTEBOOKS / name, as_version=4).metadata.get("kernelspec", {})
+        assert spec.get("name") == "minipeft", f"{name}: re-run it with notebooks/run_notebooks.py"
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(
-    not names_the_course_kernel(name), strict=False,
-    reason="the committed notebook names the python3 kernel: JupyterLab rewrites its kernelspec when the kernel "
-           "starts and marks it modified; re-running it with notebooks/run_notebooks.py writes the minipeft "
-           "kernelspec (then this passes and the mark can go)")) for name in COMMITTED])
+@pytest.mark.parametrize("name", COMMITTED)
 def test_opening_a_committed_notebook_does_not_mark_it_modified(page, name):
     """JupyterLab writes the running kernel's name and language_info into the notebook when the kernel is ready:
     if they differ from the saved ones, the tab is marked modified. Only a different Python patch version (the

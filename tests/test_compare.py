@@ -146,6 +146,16 @@ def test_a_changed_method_is_run_again_and_changed_settings_are_refused(data, be
         run(data, bert_tokenizer, out, seeds=1, final={**FINAL, "epochs": 3})
 
 
+def test_a_file_without_runs_takes_the_settings_and_keeps_what_else_it_holds(data, bert_tokenizer, tmp_path,
+                                                                              counted):
+    out = tmp_path / "results.json"  # e.g. speedups.json after --timing-only: a timing, no runs yet
+    out.write_text(json.dumps({"settings": {"seeds": 3}, "runs": [], "timing": {"rows": {"a": 1}}}))
+    results = run(data, bert_tokenizer, out, [{**METHODS[1], "lr": 1e-2}], seeds=1)
+    saved = json.loads(out.read_text())
+    assert saved["timing"] == {"rows": {"a": 1}} and saved["settings"] == results["settings"]
+    assert saved["settings"]["seeds"] == 1 and len(saved["runs"]) == 1
+
+
 def test_a_fixed_rate_skips_the_search(data, bert_tokenizer, tmp_path, counted):
     results = run(data, bert_tokenizer, tmp_path / "fixed.json", [{**METHODS[1], "lr": 1e-2}], seeds=1)
     assert [(r["phase"], r["lr"]) for r in results["runs"]] == [("final", 1e-2)] and counted["n"] == 1
@@ -204,8 +214,10 @@ def benchmark_script():
 def test_the_benchmark_compares_every_method_with_a_grid_of_at_least_4_rates():
     bench = benchmark_script()
     labels = [m["label"] for m in bench.METHODS]
-    assert len(labels) == 20 and len(set(labels)) == 20 and "full fine-tuning" in labels
+    assert len(labels) == 21 and len(set(labels)) == 21 and "full fine-tuning" in labels
     assert "LoRA r=8 (all linear layers)" in labels
+    lora, dora = (next(m for m in bench.METHODS if m["label"] == label) for label in ("LoRA r=8", "DoRA r=8"))
+    assert dora["method"] == "dora" and dora["kwargs"] == lora["kwargs"]  # the same rank, targets and scale
     for config in bench.METHODS:
         lrs = config["lrs"]
         assert len(lrs) >= 4 and lrs == sorted(lrs)
@@ -221,3 +233,26 @@ def test_the_benchmark_starts_in_quick_mode(tmp_path):
     assert [row["label"] for row in results["summary"]] == ["full fine-tuning", "LoRA r=8"]
     assert all(row["complete"] for row in results["summary"])
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_the_benchmark_refuses_an_unknown_first_label(tmp_path):
+    with pytest.raises(SystemExit, match="no method labelled"):
+        benchmark_script().main(["--quick", "--out", str(tmp_path / "q.json"), "--first", "LoRA r=9"])
+
+
+@pytest.mark.slow
+def test_the_rslora_sweep_starts_in_quick_mode(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location("rslora_sweep", folder / "rslora_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = json.loads(module.main(["--quick"]).read_text())
+    labels = [row["label"] for row in results["summary"]]
+    assert labels == ["LoRA α/r r=1", "LoRA α/r r=4", "rsLoRA α/√r r=1", "rsLoRA α/√r r=4"]
+    sizes = results["update_size"]["relative"]
+    assert set(sizes) == set(labels) and all(size > 0 for size in sizes.values())
+    # after the same steps, α/r's update shrinks with the rank (16/1 → 16/4); α/√r's shrinks less
+    assert sizes["LoRA α/r r=4"] / sizes["LoRA α/r r=1"] < sizes["rsLoRA α/√r r=4"] / sizes["rsLoRA α/√r r=1"]

@@ -48,6 +48,13 @@ def test_committed_notebooks_hold_the_state_of_every_widget_they_show(path):
     assert not missing_widget_state(nb), f"{path.name}: re-run it with notebooks/run_notebooks.py"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebooks_name_the_course_kernel(path):
+    """JupyterLab marks a notebook modified on opening when its kernel's name differs from the saved kernelspec."""
+    spec = nbformat.read(path, as_version=4).metadata.get("kernelspec", {})
+    assert spec.get("name") == "minipeft", f"{path.name}: re-run it with notebooks/run_notebooks.py"
+
+
 SMALL_NOTEBOOK = [
     "import os, sys\nprint(sys.executable)\nprint('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'))\n"
     "print('MINIPEFT_QUICK', os.environ.get('MINIPEFT_QUICK'))",

@@ -105,6 +105,8 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
                 "reference": reference, **notes}
     settings = json.loads(json.dumps(settings))  # as it reads back from the file (tuples become lists)
     results = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
+    if not results["runs"]:  # no runs yet (e.g. only a timing): the file takes these settings, keeps its other keys
+        results["settings"] = settings
     if results["settings"] != settings:
         raise ValueError(f"{out} holds runs made with other settings ({results['settings']}); "
                          f"delete it or write to another file")

@@ -36,7 +36,7 @@ FAMILIES = {  # method → (family, colour, marker): one colour and one marker p
     "p_tuning": ("prompts and prefixes", "tab:purple", "^"), "deep_prompt": ("prompts and prefixes", "tab:purple", "^"),
     "prefix_tuning": ("prompts and prefixes", "tab:purple", "^"),
     "bottleneck": ("bottleneck adapters", "tab:green", "v"), "lora": ("LoRA", "tab:blue", "P"),
-    "ia3": ("(IA)³", "tab:orange", "X"),
+    "dora": ("LoRA", "tab:blue", "P"), "ia3": ("(IA)³", "tab:orange", "X"),
 }
 
 
