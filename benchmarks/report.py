@@ -165,19 +165,20 @@ def rslora_table(results: dict) -> list[str]:
     """Test accuracy and update size per rank, LoRA's α/r against rsLoRA's α/√r (one learning rate)."""
     rows, size = {r["label"]: r for r in results["summary"]}, results.get("update_size", {})
     ranks = sorted({int(label.rsplit("=", 1)[1]) for label in rows})
-    seeds = {r["seeds"] for r in results["summary"]}
+    seeds = sorted({r["seeds"] for r in results["summary"]})
+    partial = not all(r["complete"] for r in results["summary"])
     anchor = results.get("anchor")
     lines = [f"LoRA on query, value at one learning rate ({results['summary'][0]['lr']:g}, compare_methods.py's choice "
-             f"for LoRA r = 8), α = 16 for α/r and α = 2√8 for α/√r (both scale 2 at r = 8); "
-             f"{'/'.join(map(str, sorted(seeds)))} seed(s); update = ‖s·BA‖/‖W‖ on layer 0's query after "
-             f"{size.get('steps', '?')} steps." + (" **Partial: not every run is in.**"
-                                                    if not all(r["complete"] for r in results["summary"]) else ""), "",
-             "| rank | trainable | scale α/r | test α/r | update α/r | scale α/√r | test α/√r | update α/√r |",
+             f"for LoRA r = 8), α = 16 for α/r and α = 2√8 for α/√r (both scale 2 at r = 8); seeds per configuration "
+             f"{'/'.join(map(str, seeds))} of {results['settings']['seeds']} planned; update = ‖s·BA‖/‖W‖ on layer 0's "
+             f"query after {size.get('steps', '?')} steps." + (" **Partial: not every run is in.**" if partial else ""),
+             "", "| rank | trainable | scale α/r | test α/r | update α/r | scale α/√r | test α/√r | update α/√r |",
              "|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    if anchor:
-        test = f"{100 * anchor['test']:.1f} ({anchor['seeds']} seeds)"
-        lines.append(f"| 8 | (LoRA r=8) | 2 | {test} | | 2 | same run | |")
-    for r in ranks:
+    for r in sorted(ranks + ([8] if anchor else [])):
+        if r == 8 and anchor:
+            test = f"{100 * anchor['test']:.1f} ({anchor['seeds']} seeds)"
+            lines.append(f"| 8 | (LoRA r=8) | 2 | {test} | | 2 | the same run | |")
+            continue
         plain, rs = rows.get(f"LoRA α/r r={r}"), rows.get(f"rsLoRA α/√r r={r}")
         cells = []
         for row, scale in ((plain, 16 / r), (rs, 2 * (8 / r) ** 0.5)):
@@ -186,6 +187,23 @@ def rslora_table(results: dict) -> list[str]:
             cells += [f"{scale:.3g}", test, f"{grow:.2e}" if grow is not None else ""]
         trainable = (plain or rs)["trainable_params"]
         lines.append(f"| {r} | {f'{trainable:,}' if trainable else ''} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def expressivity_table(results: dict, compared: dict) -> list[str]:
+    """Each method on random weights against the same configuration on pretrained MiniLM (compare_methods.json)."""
+    pretrained = {row["label"]: row for row in compare_summary(compared)} if compared else {}
+    partial = not all(row["complete"] for row in results["summary"])
+    lines = [("**Partial: not every run is in.** " if partial else "") +
+             "The comparison's protocol (search, up to 4 epochs, early stopping) on a MiniLM of the same shape with "
+             "random weights (one seed), against the same configuration on the pretrained MiniLM:", "",
+             "| method | pretrained: test (seeds) | random weights: test | lr (random) |", "|---|--:|--:|--:|"]
+    for row in results["summary"]:
+        label = row["label"].removesuffix(" (random weights)")
+        other = pretrained.get(label)
+        before = f"{100 * other['test_mean']:.1f} ({other['seeds']})" if other and other["seeds"] else "—"
+        after = f"{100 * row['test_mean']:.1f}" if row["seeds"] else "—"
+        lines.append(f"| {label} | {before} | {after} | {row['lr'] if row['lr'] is not None else '—'} |")
     return lines
 
 
@@ -376,7 +394,7 @@ def report() -> str:
     names = ("compare_methods", "rank_sweep", "vs_peft", "profile_step", "notebook_times", "convergence", "speedups",
              "time_to_accuracy")
     compare, sweep, peft, profile, times, convergence, speedups, tta = (load(f"{n}.json") for n in names)
-    qlora, rslora = load("qlora.json"), load("rslora_sweep.json")
+    qlora, rslora, expressivity = load("qlora.json"), load("rslora_sweep.json"), load("expressivity.json")
     parts += ["### Notebooks", "", *notebook_table(times or {}), ""]
     if convergence:
         parts += ["### When learning stops (`data/results/convergence.json`)", "", *convergence_table(convergence),
@@ -395,6 +413,9 @@ def report() -> str:
                   "", *time_to_accuracy_table(tta), ""]
     if qlora:
         parts += ["### QLoRA on the weights that shipped (`data/results/qlora.json`)", "", *qlora_tables(qlora), ""]
+    if expressivity and expressivity.get("summary"):
+        parts += ["### What the pretrained weights bring (`data/results/expressivity.json`)", "",
+                  *expressivity_table(expressivity, compare), ""]
     if rslora and rslora.get("summary"):
         parts += ["### rsLoRA against LoRA over the rank (`data/results/rslora_sweep.json`)", "",
                   *rslora_table(rslora), ""]

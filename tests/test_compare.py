@@ -2,6 +2,7 @@
 at the edge of its grid, seeds at the chosen rate, paired intervals, a JSON record per run, resuming."""
 import json
 import statistics
+import sys
 
 import datasets
 import numpy as np
@@ -201,11 +202,14 @@ def test_hits_round_trip_through_text():
     assert harness.text_to_hits("10011").tolist() == [1, 0, 0, 1, 1]
 
 
-def benchmark_script():
+def benchmark_script(name: str = "compare_methods"):
+    """A script of benchmarks/ as a module (they import compare_methods from their own folder)."""
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py"
-    spec = importlib.util.spec_from_file_location("compare_methods", path)
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -241,18 +245,35 @@ def test_the_benchmark_refuses_an_unknown_first_label(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_rslora_sweep_starts_in_quick_mode(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(folder))
-    spec = importlib.util.spec_from_file_location("rslora_sweep", folder / "rslora_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    results = json.loads(module.main(["--quick"]).read_text())
+def test_the_rslora_sweep_starts_in_quick_mode():
+    results = json.loads(benchmark_script("rslora_sweep").main(["--quick"]).read_text())
     labels = [row["label"] for row in results["summary"]]
     assert labels == ["LoRA α/r r=1", "LoRA α/r r=4", "rsLoRA α/√r r=1", "rsLoRA α/√r r=4"]
     sizes = results["update_size"]["relative"]
     assert set(sizes) == set(labels) and all(size > 0 for size in sizes.values())
     # after the same steps, α/r's update shrinks with the rank (16/1 → 16/4); α/√r's shrinks less
     assert sizes["LoRA α/r r=4"] / sizes["LoRA α/r r=1"] < sizes["rsLoRA α/√r r=4"] / sizes["rsLoRA α/√r r=1"]
+
+
+def test_the_expressivity_benchmark_pairs_the_comparisons_configurations_on_random_weights():
+    bench = benchmark_script("expressivity")
+    compared = benchmark_script().BY_LABEL
+    for config in bench.methods():
+        original = compared[config["label"].removesuffix(bench.RANDOM)]
+        assert {k: v for k, v in config.items() if k != "label"} == {k: v for k, v in original.items() if k != "label"}
+    tiny = models.tiny_bert()
+    fresh = bench.random_like(tiny)
+    assert type(fresh) is type(tiny) and fresh.config.to_dict() == tiny.config.to_dict()
+    for (name, a), (_, b) in zip(tiny.named_parameters(), fresh.named_parameters()):
+        assert a.shape == b.shape, name
+    weight = fresh.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(weight, tiny.encoder.layer[0].attention.self.query.weight)
+    assert abs(weight.std().item() - tiny.config.initializer_range) < 0.005  # drawn as transformers initialises
+
+
+@pytest.mark.slow
+def test_the_expressivity_benchmark_starts_in_quick_mode():
+    results = json.loads(benchmark_script("expressivity").main(["--quick"]).read_text())
+    assert [row["label"] for row in results["summary"]] == ["LoRA r=8 (random weights)",
+                                                             "full fine-tuning (random weights)"]
+    assert results["settings"]["model"].endswith("random weights (seed 0)")
