@@ -17,6 +17,9 @@ The protocol (minipeft.lab.compare):
             4 times an epoch, the best weights kept, early stopping after a whole epoch without improvement.
     report  test accuracy mean ± std over the 3 seeds, and against full fine-tuning the paired difference on the
             same 1,265 test snippets with a 95 % bootstrap interval over snippets and seeds.
+    robust  every final run also predicts the IMDB sample (200 reviews, cut at 256 tokens: another domain) and four
+            perturbed copies of the test split (typos, lower case, a neutral sentence appended, a synonym:
+            minipeft.lab.perturb), kept per run as "extra"; runs made before this was added (2026-12-04) have none.
     costs   one process, every method in turns over the same 8 training batches (3 rounds, the first a warm-up):
             seconds per step side by side, training memory (minipeft.lab.measure) and the adapter file's size.
 Runs are written one by one; the final runs go seed by seed, so a stopped benchmark holds whole seeds.
@@ -45,6 +48,7 @@ from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
 from minipeft.lab.compare import build, compare, save, summarize  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, time_steps_side_by_side  # noqa: E402
+from minipeft.lab.perturb import perturbed_tests  # noqa: E402
 from minipeft.lab.plots import plot_comparison  # noqa: E402
 from minipeft.batching import make_loader  # noqa: E402
 
@@ -82,9 +86,17 @@ METHODS = [
 ]
 BY_LABEL = {m["label"]: m for m in METHODS}
 REFERENCE = "full fine-tuning"
+IMDB_LENGTH = 256  # IMDB reviews are long: cut at 256 tokens, not the snippets' 64
 SETTINGS = {"seeds": 3, "batch_size": 32, "max_length": 64}
 SEARCH = {"epochs": 1, "eval_every": 160}  # 319 steps an epoch: validation twice
 FINAL = {"epochs": 4, "eval_every": 80, "patience": 4}  # stop after a whole epoch without a better validation
+
+
+def robustness_tests(task_test, imdb_test) -> dict:
+    """What every final run also predicts: the IMDB sample (another domain) and the perturbed test snippets
+    ({name: (dataset, max_length)}, minipeft.lab.perturb)."""
+    tests = {"IMDB (out of domain)": (imdb_test, IMDB_LENGTH)}
+    return tests | {name: (ds, SETTINGS["max_length"]) for name, ds in perturbed_tests(task_test).items()}
 
 
 def measure_costs(methods, data, backbone, tokenizer, settings, progress=True) -> dict:
@@ -138,6 +150,8 @@ def main(argv=None):
                 "test": subsample(task["test"], 32)}
         settings.update(seeds=2)
         search, final = {"epochs": 1, "eval_every": 1}, {"epochs": 1, "eval_every": 1, "patience": 2}
+    extra = robustness_tests(data["test"], subsample(load_task("imdb")["test"], 16) if args.quick
+                             else load_task("imdb")["test"])
     out = args.out or (Path(tempfile.mkdtemp()) / "compare_methods.json" if args.quick
                        else ROOT / "data" / "results" / "compare_methods.json")
     backbone, tokenizer = load_encoder()
@@ -153,10 +167,10 @@ def main(argv=None):
             first = [config for config in methods if config["label"] in wanted]
             compare(first, data, ["text"], backbone, tokenizer, out, search=search, final=final,
                     reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                    threads=torch.get_num_threads(), **settings)
+                    threads=torch.get_num_threads(), extra_tests=extra, **settings)
         results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
                           reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                          threads=torch.get_num_threads(), **settings)
+                          threads=torch.get_num_threads(), extra_tests=extra, **settings)
     if args.costs or (not args.no_costs and "costs" not in results):
         results["costs"] = measure_costs(methods, data, copy.deepcopy(backbone), tokenizer, settings)
         save(results, out)

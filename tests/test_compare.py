@@ -157,6 +157,20 @@ def test_a_file_without_runs_takes_the_settings_and_keeps_what_else_it_holds(dat
     assert saved["settings"]["seeds"] == 1 and len(saved["runs"]) == 1
 
 
+def test_final_runs_also_predict_the_extra_tests_which_are_not_settings(data, bert_tokenizer, tmp_path, counted):
+    out = tmp_path / "results.json"
+    counted["fail_at"] = 2  # stopped after seed 0, before the extra tests existed
+    with pytest.raises(KeyboardInterrupt):
+        run(data, bert_tokenizer, out, [{**METHODS[1], "lr": 1e-2}], seeds=2)
+    counted["fail_at"] = None
+    extra = {"shifted": (data["train"].select(range(6)), 8)}
+    results = run(data, bert_tokenizer, out, [{**METHODS[1], "lr": 1e-2}], seeds=2, extra_tests=extra)
+    first, second = results["runs"]
+    assert "extra" not in first  # resumed, not re-run
+    assert set(second["extra"]) == {"shifted"} and set(second["extra"]["shifted"]) == {"accuracy", "hits"}
+    assert results["extra_tests"] == {"shifted": {"examples": 6, "max_length": 8}}
+
+
 def test_a_fixed_rate_skips_the_search(data, bert_tokenizer, tmp_path, counted):
     results = run(data, bert_tokenizer, tmp_path / "fixed.json", [{**METHODS[1], "lr": 1e-2}], seeds=1)
     assert [(r["phase"], r["lr"]) for r in results["runs"]] == [("final", 1e-2)] and counted["n"] == 1

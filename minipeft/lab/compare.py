@@ -93,11 +93,14 @@ def text_to_hits(text: str) -> np.ndarray:
 
 def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, final: dict, seeds=3, batch_size=32,
             max_length=64, precision="auto", group_by_length=True, base_dropout=None, reference=None,
-            progress=True, reuse=None, **notes) -> dict:
+            progress=True, reuse=None, extra_tests=None, **notes) -> dict:
     """Search a learning rate for every method, then train `seeds` seeds at it; `data` holds train / validation /
     test. Writes and returns {"settings", "runs", "summary"}; extra `notes` go into the settings. `reference`: the
     label of the method the others are compared with (paired_difference). `reuse`: the JSON file of another
-    comparison with the same data and budgets; a run it holds is copied instead of trained again."""
+    comparison with the same data and budgets; a run it holds is copied instead of trained again. `extra_tests`:
+    {name: (dataset, max_length)} that every final run trained here also predicts (robustness, other domains),
+    kept in the run as "extra" {name: {"accuracy", "hits"}}; they are not settings, so a comparison can add them
+    midway (the runs made before have none)."""
     out = Path(out)
     settings = {"search": search, "final": final, "seeds": seeds, "batch_size": batch_size, "max_length": max_length,
                 "precision": precision, "group_by_length": group_by_length, "base_dropout": base_dropout,
@@ -115,6 +118,11 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
     num_labels = max(data["train"]["label"]) + 1
     loaders = {split: make_loader(data[split], tokenizer, fields, batch_size, max_length, shuffle=split == "train",
                                   group_by_length=group_by_length) for split in ("train", "validation", "test")}
+    extra = {name: make_loader(ds, tokenizer, fields, batch_size, length) for name, (ds, length) in
+             (extra_tests or {}).items()}
+    if extra:
+        results["extra_tests"] = {name: {"examples": len(ds), "max_length": length}
+                                  for name, (ds, length) in extra_tests.items()}
 
     def train_run(config, lr, seed, phase, key):
         if progress:
@@ -134,6 +142,9 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
         if phase == "final":  # the test split is read only by final runs
             hits = predictions(model, loaders["test"])
             run |= {"test": hits.float().mean().item(), "test_hits": hits_to_text(hits)}
+            if extra:
+                run["extra"] = {name: {"accuracy": (h := predictions(model, loader)).float().mean().item(),
+                                       "hits": hits_to_text(h)} for name, loader in extra.items()}
         return run
 
     def run(config, lr, seed, phase):
