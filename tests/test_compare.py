@@ -291,3 +291,25 @@ def test_the_expressivity_benchmark_starts_in_quick_mode():
     assert [row["label"] for row in results["summary"]] == ["LoRA r=8 (random weights)",
                                                              "full fine-tuning (random weights)"]
     assert results["settings"]["model"].endswith("random weights (seed 0)")
+
+
+def test_robustness_reads_the_change_from_the_test_split_paired_where_the_examples_are_the_same():
+    def run(label, seed, test, extra):
+        return {"label": label, "phase": "final", "seed": seed, "test_hits": test,
+                "extra": {name: {"hits": hits} for name, hits in extra.items()}}
+    results = {"runs": [
+        run("LoRA", 0, "1111111100" * 20, {"typos": "1111110100" * 20, "imdb": "1100" * 25}),
+        run("LoRA", 1, "1111111110" * 20, {"typos": "1111111010" * 20, "imdb": "1110" * 25}),
+        {"label": "LoRA", "phase": "final", "seed": 2, "test_hits": "0" * 200},  # made before the extra tests
+        {"label": "probe", "phase": "search", "seed": 0}]}
+    (row,) = harness.robustness(results, samples=2000)
+    assert row["label"] == "LoRA" and row["seeds"] == [0, 1] and row["test"] == pytest.approx(0.85)
+    typos, imdb = row["extra"]["typos"], row["extra"]["imdb"]
+    assert typos["paired"] and not imdb["paired"]
+    assert typos["change"] == pytest.approx(-0.1) and imdb["change"] == pytest.approx(0.625 - 0.85)
+    assert typos["low"] <= typos["change"] <= typos["high"] and imdb["low"] <= imdb["change"] <= imdb["high"]
+    # the same change, read paired, is sharper than read as two independent samples would be
+    unpaired = harness.change_interval(*(np.stack([harness.text_to_hits(t).astype(float) for t in pair])
+                                         for pair in (("1111110100" * 20, "1111111010" * 20),
+                                                      ("1111111100" * 20, "1111111110" * 20))), False, 2000)
+    assert typos["high"] - typos["low"] < unpaired["high"] - unpaired["low"]
