@@ -313,3 +313,28 @@ def test_robustness_reads_the_change_from_the_test_split_paired_where_the_exampl
                                          for pair in (("1111110100" * 20, "1111111010" * 20),
                                                       ("1111111100" * 20, "1111111110" * 20))), False, 2000)
     assert typos["high"] - typos["low"] < unpaired["high"] - unpaired["low"]
+
+
+def test_small_data_budget_is_counted_in_steps_and_draws_are_other_users_data():
+    bench = benchmark_script("small_data")
+    assert bench.budget(16, 16) == {"epochs": 200, "eval_every": 12, "patience": 4}  # 1 step an epoch
+    assert bench.budget(4096, 32) == {"epochs": 4, "eval_every": 32, "patience": 4}  # 128 steps an epoch
+    assert set(bench.METHODS) <= set(benchmark_script().BY_LABEL)
+    texts = [f"snippet {i} of a film" for i in range(40)]
+    split = datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(40)]})
+    split = split.cast_column("label", datasets.ClassLabel(names=["rotten", "fresh"]))
+    task = {"train": split, "validation": split, "test": split.select(range(8))}
+    first, other = bench.draw(task, 8, 0), bench.draw(task, 8, 1)
+    assert len(first["train"]) == len(first["validation"]) == 8 and sum(first["train"]["label"]) == 4
+    assert first["train"]["text"] != other["train"]["text"] and first["test"] is task["test"]
+    augmented = bench.draw(task, 8, 0, "neighbour swap")
+    assert augmented["train"]["text"][:8] == first["train"]["text"] and len(augmented["train"]) == 16
+    assert augmented["train"]["label"][8:] == first["train"]["label"]
+
+
+@pytest.mark.slow
+def test_the_small_data_benchmark_starts_in_quick_mode():
+    results = json.loads(benchmark_script("small_data").main(["--quick", "--augment"]).read_text())
+    cells = {(r["label"], r["n"], r["augmentation"]): len(r["test"]) for r in results["rows"]}
+    assert cells[("LoRA r=8", 8, None)] == 2 and cells[("BitFit", 16, None)] == 1
+    assert cells[("LoRA r=8", 8, "synonyms")] == 2 and ("LoRA r=8", 16, "synonyms") not in cells
