@@ -79,16 +79,20 @@ def main(argv=None):
         anchor = next(row for row in json.loads(earlier.read_text())["summary"] if row["label"] == "LoRA r=8")
         lr, methods, steps = anchor["lr"], sweep(anchor["lr"]), 8
     backbone, tokenizer = load_encoder()
+    extras = json.loads(out.read_text()) if out.exists() else {}  # minutes: measured first, kept in the file
+    if "update_size" not in extras:
+        extras["update_size"] = {"steps": steps, "layer": "encoder.layer.0.attention.self.query",
+                                 "relative": update_sizes(methods, data, copy.deepcopy(backbone), tokenizer,
+                                                          settings, steps)}
+    extras["anchor"] = anchor and {"label": anchor["label"], "lr": anchor["lr"], "test": anchor["test_mean"],
+                                   "seeds": anchor["seeds"]}
+    if not out.exists():
+        save({"settings": None, "runs": [], **extras}, out)  # compare() gives a file without runs its settings
+    else:
+        save({**json.loads(out.read_text()), **extras}, out)
     results = compare(methods, data, ["text"], backbone, tokenizer, out, search=cm.SEARCH, final=final,
                       reference=None, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
                       threads=torch.get_num_threads(), anchor_rank=ANCHOR, rs_alpha=RS_ALPHA, **settings)
-    if "update_size" not in results:
-        results["update_size"] = {"steps": steps, "layer": "encoder.layer.0.attention.self.query",
-                                  "relative": update_sizes(methods, data, copy.deepcopy(backbone), tokenizer,
-                                                           settings, steps)}
-    results["anchor"] = anchor and {"label": anchor["label"], "lr": anchor["lr"], "test": anchor["test_mean"],
-                                    "seeds": anchor["seeds"]}
-    save(results, out)
     for row in results["summary"]:
         print(f"{row['label']:<22} {row['trainable_params']:>9,} params  test {100 * row['test_mean']:.1f} "
               f"({row['seeds']} seeds)  update {results['update_size']['relative'][row['label']]:.2e}")
