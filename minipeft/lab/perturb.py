@@ -28,8 +28,8 @@ SYNONYMS = {  # the table is ours: movie words and plain adjectives whose swap k
     "makes": "renders", "gets": "becomes", "tries": "attempts", "hard": "difficult", "strange": "odd",
     "simple": "plain", "entire": "whole", "whole": "entire", "moments": "instants", "feel": "sense",
 }
-NEUTRAL = ["The film was released in the autumn.", "It runs for about two hours.",
-           "I saw it on a Tuesday evening.", "The screening started ten minutes late."]
+NEUTRAL = ["The film is in colour.", "It was released in cinemas.", "The credits name the cast and crew.",
+           "It is a feature-length film."]  # facts with no verdict (a first list had "started ten minutes late")
 WORD = re.compile(r"[A-Za-z]+")
 KEYS = "qwertyuiopasdfghjklzxcvbnm"
 
