@@ -7,6 +7,7 @@ tests/test_project.py checks that the README holds exactly what this prints, so 
 always the figures in the committed JSON. Targets are judged here, met or missed, with the margin.
 """
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -210,6 +211,40 @@ def robustness_table(results: dict) -> list[str]:
                  for e in (row["extra"][n] for n in names)]
         lines.append(f"| {row['label']} | {','.join(map(str, row['seeds']))} | {100 * row['test']:.1f} | "
                      + " | ".join(cells) + " |")
+    return lines
+
+
+def token_tasks_tables(results: dict) -> list[str]:
+    """Probe selectivity by layer (mean over seeds) and NER entity F1 by method with intervals."""
+    pr, st = results["probes"], results["settings"]
+    runs = [r for r in pr["runs"] if not r.get("width_sweep")]
+    lines = [f"MiniLM on the CoNLL-2003 sample: part-of-speech probes on every layer ({pr['test_words']:,} test "
+             f"words), "
+             f"seeds {', '.join(map(str, st['seeds']))} (probe initialisation and control-task draw), mean over "
+             f"seeds; selectivity = task − control accuracy (Hewitt & Liang 2019).", "",
+             "| layer | linear: task | linear: control | linear: selectivity | MLP (64): task | MLP (64): control "
+             "| MLP (64): selectivity |", "|--:|--:|--:|--:|--:|--:|--:|"]
+    for layer in range(pr["layers"]):
+        cells = []
+        for probe in ("linear", "MLP (64)"):
+            rows = [r for r in runs if r["probe"] == probe and r["layer"] == layer]
+            task, control = (100 * statistics.fmean(r[k] for r in rows) for k in ("task", "control"))
+            cells += [f"{task:.1f}", f"{control:.1f}", f"{task - control:.1f}"]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    ner = results.get("ner_summary")
+    if ner:
+        lines += ["", f"NER, entity F1 on the test split ({st['test_sentences']} sentences, {st['test_entities']} "
+                  f"entities), {st['ner_epochs']} epochs, learning rate searched on validation, seeds "
+                  f"{', '.join(map(str, st['seeds']))}; 95 % bootstrap intervals over sentences and seeds:", "",
+                  "| method | trainable | lr | F1 per seed | mean F1 [95 % CI] |", "|---|--:|--:|--:|--:|"]
+        for name, row in ner["methods"].items():
+            lo, hi = row["interval"]
+            lines.append(f"| {name} | {row['trainable']:,} | {row['lr']:g} | "
+                         f"{', '.join(f'{100 * f:.1f}' for f in row['f1'])} | {100 * row['mean']:.1f} "
+                         f"[{100 * lo:.1f}, {100 * hi:.1f}] |")
+        lines += ["", "| paired difference | F1 points [95 % CI] |", "|---|--:|"]
+        lines += [f"| {pair} | {points(d['difference'])} [{points(d['interval'][0])}, {points(d['interval'][1])}] |"
+                  for pair, d in ner["paired"].items()]
     return lines
 
 
@@ -418,6 +453,7 @@ def report() -> str:
              "time_to_accuracy")
     compare, sweep, peft, profile, times, convergence, speedups, tta = (load(f"{n}.json") for n in names)
     qlora, rslora, expressivity = load("qlora.json"), load("rslora_sweep.json"), load("expressivity.json")
+    token_tasks = load("token_tasks.json")
     parts += ["### Notebooks", "", *notebook_table(times or {}), ""]
     if convergence:
         parts += ["### When learning stops (`data/results/convergence.json`)", "", *convergence_table(convergence),
@@ -440,6 +476,9 @@ def report() -> str:
                   "", *time_to_accuracy_table(tta), ""]
     if qlora:
         parts += ["### QLoRA on the weights that shipped (`data/results/qlora.json`)", "", *qlora_tables(qlora), ""]
+    if token_tasks and "ner_summary" in token_tasks:
+        parts += ["### Token tasks: probes with control tasks, NER (`data/results/token_tasks.json`)", "",
+                  *token_tasks_tables(token_tasks), ""]
     if expressivity and expressivity.get("summary"):
         parts += ["### What the pretrained weights bring (`data/results/expressivity.json`)", "",
                   *expressivity_table(expressivity, compare), ""]

@@ -338,3 +338,16 @@ def test_the_small_data_benchmark_starts_in_quick_mode():
     cells = {(r["label"], r["n"], r["augmentation"]): len(r["test"]) for r in results["rows"]}
     assert cells[("LoRA r=8", 8, None)] == 2 and cells[("BitFit", 16, None)] == 1
     assert cells[("LoRA r=8", 8, "synonyms")] == 2 and ("LoRA r=8", 16, "synonyms") not in cells
+
+
+@pytest.mark.slow
+def test_the_token_tasks_benchmark_starts_in_quick_mode():
+    results = json.loads(benchmark_script("token_tasks").main(["--quick"]).read_text())
+    probes = results["probes"]
+    assert {(r["probe"], r["seed"]) for r in probes["runs"]} >= {("linear", 0), ("MLP (64)", 1), ("MLP (256)", 0)}
+    assert len([r for r in probes["runs"] if r["probe"] == "linear"]) == probes["layers"] * 2  # every layer, 2 seeds
+    summary = results["ner_summary"]
+    assert set(summary["methods"]) == {"probe", "LoRA r=8", "full fine-tuning"}
+    for row in summary["methods"].values():
+        assert len(row["f1"]) == 2 and row["interval"][0] <= row["mean"] <= row["interval"][1]
+    assert results["ner"]["probe"]["final"][0] in results["ner"]["probe"]["search"]  # seed 0 is the search's run
