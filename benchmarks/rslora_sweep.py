@@ -37,11 +37,14 @@ RS_ALPHA = 2 * math.sqrt(ANCHOR)  # α/√r = 2 at r = 8, as α/r = 16/8
 
 
 def sweep(lr: float, ranks=RANKS) -> list[dict]:
-    """LoRA α = 16 (scale 16/r) and rsLoRA α = 2√8 (scale 2√8/√r) at every rank, one learning rate."""
-    return ([{"label": f"LoRA α/r r={r}", "method": "lora", "lr": lr,
-              "kwargs": {"targets": ["query", "value"], "r": r, "alpha": 16}} for r in ranks]
-            + [{"label": f"rsLoRA α/√r r={r}", "method": "lora", "lr": lr,
-                "kwargs": {"targets": ["query", "value"], "r": r, "alpha": RS_ALPHA, "rslora": True}} for r in ranks])
+    """LoRA α = 16 (scale 16/r) and rsLoRA α = 2√8 (scale 2√8/√r) at every rank, one learning rate; the two
+    scales side by side, the end ranks first (a stopped sweep then has the widest comparison)."""
+    order = sorted(ranks, key=lambda r: (r not in (min(ranks), max(ranks)), r))
+    return [config for r in order for config in (
+        {"label": f"LoRA α/r r={r}", "method": "lora", "lr": lr,
+         "kwargs": {"targets": ["query", "value"], "r": r, "alpha": 16}},
+        {"label": f"rsLoRA α/√r r={r}", "method": "lora", "lr": lr,
+         "kwargs": {"targets": ["query", "value"], "r": r, "alpha": RS_ALPHA, "rslora": True}})]
 
 
 def update_sizes(methods, data, backbone, tokenizer, settings, steps: int) -> dict:

@@ -262,7 +262,7 @@ def test_the_benchmark_refuses_an_unknown_first_label(tmp_path):
 def test_the_rslora_sweep_starts_in_quick_mode():
     results = json.loads(benchmark_script("rslora_sweep").main(["--quick"]).read_text())
     labels = [row["label"] for row in results["summary"]]
-    assert labels == ["LoRA α/r r=1", "LoRA α/r r=4", "rsLoRA α/√r r=1", "rsLoRA α/√r r=4"]
+    assert labels == ["LoRA α/r r=1", "rsLoRA α/√r r=1", "LoRA α/r r=4", "rsLoRA α/√r r=4"]
     sizes = results["update_size"]["relative"]
     assert set(sizes) == set(labels) and all(size > 0 for size in sizes.values())
     # after the same steps, α/r's update shrinks with the rank (16/1 → 16/4); α/√r's shrinks less
