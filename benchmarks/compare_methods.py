@@ -99,6 +99,24 @@ def robustness_tests(task_test, imdb_test) -> dict:
     return tests | {name: (ds, SETTINGS["max_length"]) for name, ds in perturbed_tests(task_test).items()}
 
 
+def start(doc: str, argv=None, configure=None):
+    """The benchmarks' common start: parse --quick (and what `configure(parser)` adds), set the threads, load
+    Rotten Tomatoes. Returns (args, task)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps on a few rows (a smoke test)")
+    if configure:
+        configure(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(threads())
+    return args, load_task("rotten_tomatoes")
+
+
+def quick_data(task) -> dict:
+    """The smoke tests' data: 64 training, 32 validation and 32 test snippets."""
+    return {"train": subsample(task["train"], 64), "validation": subsample(task["validation"], 32),
+            "test": subsample(task["test"], 32)}
+
+
 def measure_costs(methods, data, backbone, tokenizer, settings, progress=True) -> dict:
     """Seconds per training step side by side, training memory and adapter file size of every method."""
     loader = make_loader(data["train"], tokenizer, ["text"], settings["batch_size"], settings["max_length"],

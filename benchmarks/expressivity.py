@@ -12,7 +12,6 @@ an edge), the same final budget (up to 4 epochs, early stopping), test read once
 the gaps it measures are tens of points, not tenths. The pretrained side of each pair is compare_methods.py's own
 runs of the same configuration, read from compare_methods.json.
 """
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -22,9 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_methods as cm  # noqa: E402  (same settings, same data preparation)
 
-from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
+from minipeft.lab import load_encoder  # noqa: E402
 from minipeft.lab.compare import compare  # noqa: E402
-from minipeft.lab.course import threads  # noqa: E402
 
 PAIRED = ["linear probe (mean)", "prompt tuning k=20", "LoRA r=8", "full fine-tuning"]
 RANDOM = " (random weights)"
@@ -44,17 +42,12 @@ def methods(search_grids: bool = True) -> list[dict]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(threads())
-    task = load_task("rotten_tomatoes")
+    args, task = cm.start(__doc__, argv)
     configs, settings, search, final, data = methods(), dict(cm.SETTINGS, seeds=1), cm.SEARCH, cm.FINAL, dict(task)
     out = cm.ROOT / "data" / "results" / "expressivity.json"
     if args.quick:
         configs, out = methods(search_grids=False)[2:], Path(tempfile.mkdtemp()) / "expressivity.json"
-        data = {"train": subsample(task["train"], 64), "validation": subsample(task["validation"], 32),
-                "test": subsample(task["test"], 32)}
+        data = cm.quick_data(task)
         search, final = {"epochs": 1, "eval_every": 1}, {"epochs": 1, "eval_every": 1, "patience": 2}
     backbone, tokenizer = load_encoder()
     results = compare(configs, data, ["text"], random_like(backbone), tokenizer, out, search=search, final=final,

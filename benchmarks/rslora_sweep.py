@@ -13,7 +13,6 @@ under compare_methods.py's final budget (up to 4 epochs, validation 4 times an e
 Also written: the size of the update s·BA relative to W after the first 8 training steps, per rank and scale
 (layer 0's query; the quantity the paper's argument is about).
 """
-import argparse
 import copy
 import json
 import math
@@ -27,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_methods as cm  # noqa: E402  (same settings, same data preparation)
 
 from minipeft.batching import make_loader  # noqa: E402
-from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
+from minipeft.lab import load_encoder  # noqa: E402
 from minipeft.lab.compare import build, compare, save  # noqa: E402
-from minipeft.lab.course import threads  # noqa: E402
 from minipeft.train import train  # noqa: E402
 
 RANKS, ANCHOR = [1, 4, 16, 64], 8
@@ -63,11 +61,7 @@ def update_sizes(methods, data, backbone, tokenizer, settings, steps: int) -> di
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(threads())
-    task = load_task("rotten_tomatoes")
+    args, task = cm.start(__doc__, argv)
     settings, final, data = dict(cm.SETTINGS, seeds=2), cm.FINAL, dict(task)
     out = cm.ROOT / "data" / "results" / "rslora_sweep.json"
     earlier = cm.ROOT / "data" / "results" / "compare_methods.json"
@@ -75,8 +69,7 @@ def main(argv=None):
     if args.quick:
         lr, out, earlier, steps = 1e-3, Path(tempfile.mkdtemp()) / "rslora_sweep.json", None, 2
         methods = sweep(lr, ranks=[1, 4])
-        data = {"train": subsample(task["train"], 64), "validation": subsample(task["validation"], 32),
-                "test": subsample(task["test"], 32)}
+        data = cm.quick_data(task)
         final = {"epochs": 1, "eval_every": 1, "patience": 2}
     else:
         anchor = next(row for row in json.loads(earlier.read_text())["summary"] if row["label"] == "LoRA r=8")
