@@ -2,7 +2,7 @@
 #   make lab        set up, then start JupyterLab on notebooks/
 #   make test       set up, then run the whole test suite (what CI runs)
 #   make notebooks  set up, then execute every notebook in place (QUICK=1 for the short version)
-#   make bench      set up, then re-run the benchmarks (about 15 h on 2 cores; each resumes; writes data/results/
+#   make bench      set up, then re-run the benchmarks (about 30 h on 2 cores; each resumes; writes data/results/
 #                   and the README tables)
 # Options:
 #   make lab LAB_ARGS="--no-browser --port 8888"          options for JupyterLab (remote or headless machines)
@@ -58,6 +58,11 @@ bench: setup
 	$(PY) benchmarks/convergence.py
 	$(PY) benchmarks/compare_methods.py
 	$(PY) benchmarks/rank_sweep.py
+	$(PY) benchmarks/rslora_sweep.py
+	$(PY) benchmarks/expressivity.py
+	$(PY) benchmarks/small_data.py --augment
+	$(PY) benchmarks/token_tasks.py
+	$(PY) benchmarks/qlora.py
 	$(PY) benchmarks/speedups.py
 	$(PY) benchmarks/time_to_accuracy.py
 	$(PY) benchmarks/vs_peft.py
