@@ -177,7 +177,7 @@ def rslora_table(results: dict) -> list[str]:
              "|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in sorted(ranks + ([8] if anchor else [])):
         if r == 8 and anchor:
-            test = f"{100 * anchor['test']:.1f} ({anchor['seeds']} seeds)"
+            test = f"{100 * anchor['test']:.1f} ({anchor['seeds']} seed{'s' if anchor['seeds'] > 1 else ''})"
             lines.append(f"| 8 | (LoRA r=8) | 2 | {test} | | 2 | the same run | |")
             continue
         plain, rs = rows.get(f"LoRA α/r r={r}"), rows.get(f"rsLoRA α/√r r={r}")
