@@ -193,7 +193,7 @@ def rslora_table(results: dict) -> list[str]:
 
 def robustness_table(results: dict) -> list[str]:
     """Accuracy on the IMDB sample and on the perturbed test copies, as changes from the test split."""
-    from minipeft.lab.compare import robustness
+    from minipeft.lab.robustness import robustness
     rows = robustness(results)
     names = list(results.get("extra_tests", {}))
     if not rows or not names:

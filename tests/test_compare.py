@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minipeft.lab import compare as harness
-from minipeft.lab import models
+from minipeft.lab import models, robustness
 from minipeft.methods.lora import lora_parameter_count
 from minipeft.params import count_parameters
 from minipeft.train import train as real_train
@@ -302,14 +302,14 @@ def test_robustness_reads_the_change_from_the_test_split_paired_where_the_exampl
         run("LoRA", 1, "1111111110" * 20, {"typos": "1111111010" * 20, "imdb": "1110" * 25}),
         {"label": "LoRA", "phase": "final", "seed": 2, "test_hits": "0" * 200},  # made before the extra tests
         {"label": "probe", "phase": "search", "seed": 0}]}
-    (row,) = harness.robustness(results, samples=2000)
+    (row,) = robustness.robustness(results, samples=2000)
     assert row["label"] == "LoRA" and row["seeds"] == [0, 1] and row["test"] == pytest.approx(0.85)
     typos, imdb = row["extra"]["typos"], row["extra"]["imdb"]
     assert typos["paired"] and not imdb["paired"]
     assert typos["change"] == pytest.approx(-0.1) and imdb["change"] == pytest.approx(0.625 - 0.85)
     assert typos["low"] <= typos["change"] <= typos["high"] and imdb["low"] <= imdb["change"] <= imdb["high"]
     # the same change, read paired, is sharper than read as two independent samples would be
-    unpaired = harness.change_interval(*(np.stack([harness.text_to_hits(t).astype(float) for t in pair])
+    unpaired = robustness.change_interval(*(np.stack([harness.text_to_hits(t).astype(float) for t in pair])
                                          for pair in (("1111110100" * 20, "1111111010" * 20),
                                                       ("1111111100" * 20, "1111111110" * 20))), False, 2000)
     assert typos["high"] - typos["low"] < unpaired["high"] - unpaired["low"]
