@@ -27,7 +27,9 @@ Runs are written one by one; the final runs go seed by seed, so a stopped benchm
 import argparse
 import copy
 import json
+import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -45,7 +47,7 @@ import torch  # noqa: E402
 
 from minipeft.core import trains_base  # noqa: E402
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
-from minipeft.lab.compare import build, compare, save, summarize  # noqa: E402
+from minipeft.lab.compare import build, compare, merge, save, summarize  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, time_steps_side_by_side  # noqa: E402
 from minipeft.lab.perturb import perturbed_tests  # noqa: E402
@@ -143,6 +145,101 @@ def measure_costs(methods, data, backbone, tokenizer, settings, progress=True) -
             "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "threads": torch.get_num_threads()}
 
 
+def configuration(quick: bool) -> dict:
+    """The methods, data, budgets and settings of the comparison (--quick: 2 methods, 2 rates, a few rows)."""
+    task = load_task("rotten_tomatoes")
+    conf = {"methods": METHODS, "settings": dict(SETTINGS), "search": SEARCH, "final": FINAL, "data": dict(task)}
+    if quick:
+        conf |= {"methods": [{**BY_LABEL[label], "lrs": BY_LABEL[label]["lrs"][1:3]} for label in (REFERENCE,
+                                                                                                   "LoRA r=8")],
+                 "data": quick_data(task), "search": {"epochs": 1, "eval_every": 1},
+                 "final": {"epochs": 1, "eval_every": 1, "patience": 2}}
+        conf["settings"].update(seeds=2)
+    imdb = load_task("imdb")["test"]
+    conf["extra"] = robustness_tests(conf["data"]["test"], subsample(imdb, 16) if quick else imdb)
+    return conf
+
+
+def run_compare(conf, methods, backbone, tokenizer, out, threads, **options) -> dict:
+    """minipeft.lab.compare.compare with this benchmark's data, budgets and settings."""
+    return compare(methods, conf["data"], ["text"], backbone, tokenizer, out, search=conf["search"],
+                   final=conf["final"], reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+                   threads=threads, extra_tests=conf["extra"], **conf["settings"], **options)
+
+
+def merge_parts(conf, out: Path, parts: list[Path], summary: bool = True) -> dict:
+    """Merge the workers' files into `out` (the parent process is the only one that writes it) and, unless
+    summary=False, summarize (the bootstrap takes seconds: a parallel run summarizes once, at its end)."""
+    results = json.loads(out.read_text())
+    for part in parts:
+        if part.exists():
+            merge(results, json.loads(part.read_text()))
+    if summary:
+        results["summary"] = summarize(conf["methods"], {r["key"]: r for r in results["runs"]},
+                                       results["settings"]["seeds"], REFERENCE)
+    save(results, out)
+    return results
+
+
+def worker(index: int, jobs, finished, out: Path, part: Path, quick: bool) -> None:
+    """One process of --workers: load the data and the encoder once, then train the (label, seed) final runs it
+    takes from `jobs` into its own file `part`, copying the search runs from `out`; report each to `finished`."""
+    torch.set_num_threads(threads())
+    conf = configuration(quick)
+    backbone, tokenizer = load_encoder()
+    recorded_threads = json.loads(out.read_text())["settings"]["threads"]  # a note about the CPU runs: keep it
+    by_label = {m["label"]: m for m in conf["methods"]}
+    while (job := jobs.get()) is not None:
+        label, seed = job
+        tick = time.perf_counter()
+        try:
+            run_compare(conf, [by_label[label]], backbone, tokenizer, part, recorded_threads, reuse=out,
+                        train_seeds=[seed], progress=False)
+            finished.put((index, label, seed, time.perf_counter() - tick, None))
+        except Exception as error:  # report it and go on with the next job
+            finished.put((index, label, seed, time.perf_counter() - tick, repr(error)))
+    finished.put((index, None, None, 0.0, None))
+
+
+def parallel_finals(conf, labels, seeds, workers: int, out: Path, quick: bool) -> dict:
+    """Train the final runs of `labels` × `seeds` (seed by seed) in `workers` processes on this machine's device
+    (one GPU holds many small runs at once); merge them into `out` after every run, so a stopped job loses only the
+    runs in flight (its summary is then stale: run --summarize). The search runs must be in `out` already."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    jobs, finished = context.Queue(), context.Queue()
+    for seed in seeds:
+        for label in labels:
+            jobs.put((label, seed))
+    for _ in range(workers):
+        jobs.put(None)
+    parts = [Path(tempfile.mkdtemp()) / f"part{i}.json" for i in range(workers)]
+    processes = [context.Process(target=worker, args=(i, jobs, finished, out, parts[i], quick))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    running, done, start = workers, 0, time.perf_counter()
+    while running:
+        try:
+            index, label, seed, seconds, error = finished.get(timeout=60)
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes):
+                break  # every worker died without saying so
+            continue
+        if label is None:
+            running -= 1
+            continue
+        done += 1
+        results = merge_parts(conf, out, parts, summary=False)
+        test = next((r.get("test") for r in results["runs"] if r["label"] == label and r["seed"] == seed
+                     and r["phase"] == "final"), None)
+        print(f"[{done}/{len(labels) * len(seeds)}, {time.perf_counter() - start:.0f} s] {label}, seed {seed}: "
+              + (f"FAILED {error}" if error else f"test {100 * test:.1f} ({seconds:.0f} s, worker {index})"),
+              flush=True)
+    for process in processes:
+        process.join()
+    return merge_parts(conf, out, parts)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 methods, a few steps on a few rows (a smoke test)")
@@ -152,45 +249,46 @@ def main(argv=None):
                         "(on a quiet machine: nothing else running)")
     parser.add_argument("--first", nargs="+", metavar="LABEL", default=[],
                         help="run these methods' search and every seed before the others (the headline pairs)")
+    parser.add_argument("--only", nargs="+", metavar="LABEL", help="train only these methods")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="train only these seeds' final runs, in this order (default: all)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="train the final runs in this many processes at once (on a GPU; the search runs "
+                             "first, in this process)")
     parser.add_argument("--summarize", action="store_true",
                         help="train nothing: summarize the runs the file holds (an interrupted comparison, marked "
                              "partial), measure the costs if missing, plot")
     args = parser.parse_args(argv)
-    unknown = [label for label in args.first if label not in BY_LABEL]
+    conf = configuration(args.quick)
+    by_label = {m["label"]: m for m in conf["methods"]}
+    unknown = [label for label in args.first + (args.only or []) if label not in by_label]
     if unknown:
-        raise SystemExit(f"--first: no method labelled {unknown}; the labels are {list(BY_LABEL)}")
+        raise SystemExit(f"no method labelled {unknown}; the labels are {list(by_label)}")
     torch.set_num_threads(threads())
-    task = load_task("rotten_tomatoes")
-    methods, settings, search, final, data = METHODS, dict(SETTINGS), SEARCH, FINAL, dict(task)
-    if args.quick:
-        methods = [{**BY_LABEL[label], "lrs": BY_LABEL[label]["lrs"][1:3]} for label in (REFERENCE, "LoRA r=8")]
-        data = {"train": subsample(task["train"], 64), "validation": subsample(task["validation"], 32),
-                "test": subsample(task["test"], 32)}
-        settings.update(seeds=2)
-        search, final = {"epochs": 1, "eval_every": 1}, {"epochs": 1, "eval_every": 1, "patience": 2}
-    extra = robustness_tests(data["test"], subsample(load_task("imdb")["test"], 16) if args.quick
-                             else load_task("imdb")["test"])
+    methods = [by_label[label] for label in args.only] if args.only else conf["methods"]
     out = args.out or (Path(tempfile.mkdtemp()) / "compare_methods.json" if args.quick
                        else ROOT / "data" / "results" / "compare_methods.json")
     backbone, tokenizer = load_encoder()
+    recorded = json.loads(out.read_text())["settings"].get("threads") if out.exists() else None
+    cpu_threads = recorded if args.workers and recorded else torch.get_num_threads()
     if args.summarize:
-        results = json.loads(out.read_text())
-        done = {run["key"]: run for run in results["runs"]}
-        results["summary"] = summarize(methods, done, results["settings"]["seeds"], REFERENCE)
-        save(results, out)
+        results = merge_parts(conf, out, [])
+    elif args.workers:
+        print(f"{len(methods)} methods, {args.workers} workers; writing {out}", flush=True)
+        run_compare(conf, methods, backbone, tokenizer, out, cpu_threads, train_seeds=[])  # the searches first
+        seeds = args.seeds if args.seeds is not None else range(conf["settings"]["seeds"])
+        results = parallel_finals(conf, [m["label"] for m in methods], seeds, args.workers, out, args.quick)
     else:
         print(f"{len(methods)} methods; writing {out}", flush=True)
         if args.first:  # REFERENCE too: the paired differences need it
             wanted = {REFERENCE, *args.first}
-            first = [config for config in methods if config["label"] in wanted]
-            compare(first, data, ["text"], backbone, tokenizer, out, search=search, final=final,
-                    reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                    threads=torch.get_num_threads(), extra_tests=extra, **settings)
-        results = compare(methods, data, ["text"], backbone, tokenizer, out, search=search, final=final,
-                          reference=REFERENCE, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                          threads=torch.get_num_threads(), extra_tests=extra, **settings)
+            run_compare(conf, [m for m in methods if m["label"] in wanted], backbone, tokenizer, out, cpu_threads)
+        results = run_compare(conf, methods, backbone, tokenizer, out, cpu_threads, train_seeds=args.seeds)
+        if args.only:
+            results = merge_parts(conf, out, [])  # the summary of every method, not only these
     if args.costs or (not args.no_costs and "costs" not in results):
-        results["costs"] = measure_costs(methods, data, copy.deepcopy(backbone), tokenizer, settings)
+        results["costs"] = measure_costs(conf["methods"], conf["data"], copy.deepcopy(backbone), tokenizer,
+                                         conf["settings"])
         save(results, out)
     plot_comparison(results, out.with_suffix(".png"))
     for row in results["summary"]:

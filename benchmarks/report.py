@@ -76,15 +76,15 @@ def compare_table(results: dict) -> list[str]:
     s_train, s_val, s_test = (f"{s['sizes'][k]:,}" for k in ("train", "validation", "test"))
     lines = [status + f"Rotten Tomatoes (split by movie: {s_train} training, {s_val} validation, {s_test} test "
              f"snippets), MiniLM, mean pooling unless noted, batch {s['batch_size']}, snippets cut at "
-             f"{s['max_length']} tokens, {s['precision']} precision (bf16 autocast on this CPU), length-grouped "
+             f"{s['max_length']} tokens, {s['precision']} precision (bf16 autocast: the CPU and the GPU have bf16 "
+             f"units), length-grouped "
              f"batches. Learning rate: searched per method on validation with seed 0, {s['search']['epochs']} epoch "
              f"per rate, 4 rates a factor √10 apart and more beyond an end of the grid until the best is inside. "
              f"Final runs: {s['seeds']} seeds at the chosen rate, up to {s['final']['epochs']} epochs, validation "
              f"every {s['final']['eval_every']} steps (4 times an epoch), the best weights kept, stopped after "
              f"{s['final']['patience']} validations without improvement. Δ is the paired difference to "
              f"{s['reference']} on the same {s_test} test snippets with its 95 % bootstrap interval (over snippets "
-             f"and seeds). {len(results['runs'])} runs, {hours(results):.1f} h of training and validation on "
-             f"{s.get('threads', 2)} CPU threads.", "",
+             f"and seeds). {len(results['runs'])} runs: {where_trained(results)}.", "",
              "| method | trainable | % of model | lr (rates tried) | search: validation after 1 epoch "
              "| test accuracy, mean ± std (seeds) | Δ vs full fine-tuning [95 % CI] | best epoch | s / step ÷ full "
              "| memory MB | adapter file |",
@@ -115,6 +115,9 @@ def compare_table(results: dict) -> list[str]:
         lines.append(f"| {row['label']} | {trainable[row['label']]:,} | {share:.2f} | {row['lr']:g} "
                      f"({len(row['search'])}){edge} | {100 * searched:.1f} | {test} | {delta} | {epochs} | {time} "
                      f"| {memory} | {file} |")
+    check = device_check(results)
+    if check:
+        lines += ["", *check]
     if costs:
         c = results["costs"]
         lines += ["", f"Seconds per step: every method in turns over the same {c['batches']} training batches "
@@ -198,19 +201,45 @@ def robustness_table(results: dict) -> list[str]:
     names = list(results.get("extra_tests", {}))
     if not rows or not names:
         return []
-    planned = len(compare_summary(results))
-    lines = [f"**Partial: {len(rows)} of {planned} methods have final runs that predicted these sets** (added to the "
-             f"benchmark on 2026-12-04; runs made before have none). Test accuracy, then each set's accuracy change "
-             f"from it in points with a 95 % bootstrap interval: paired over the same 1,265 snippets for the "
-             f"perturbed copies, two independent samples for IMDB (200 reviews cut at "
-             f"{results['extra_tests'][names[0]]['max_length']} tokens). MiniLM's tokenizer lower-cases its input, "
-             f"so the lower-case column must read 0.0: a check of the harness.", "",
+    summary = compare_summary(results)
+    planned, seeds = len(summary), results["settings"]["seeds"]
+    complete = len(rows) == planned and all(len(row["seeds"]) == seeds for row in rows)
+    status = (f"All {planned} methods, {seeds} seeds each." if complete else
+              f"**Partial: {len(rows)} of {planned} methods have final runs that predicted these sets** (runs made "
+              f"before 2026-12-04 have none).")
+    lines = [f"{status} Test accuracy, then each set's accuracy change from it in points with a 95 % bootstrap "
+             f"interval: paired over the same 1,265 snippets for the perturbed copies, two independent samples for "
+             f"IMDB (200 reviews cut at {results['extra_tests'][names[0]]['max_length']} tokens). MiniLM's "
+             f"tokenizer lower-cases its input, so the lower-case column must read 0.0: a check of the harness.", "",
              "| method | seeds | test | " + " | ".join(names) + " |", "|---|--:|--:|" + "--:|" * len(names)]
     for row in rows:
         cells = [f"{100 * e['accuracy']:.1f} ({points(e['change'])} [{points(e['low'])}, {points(e['high'])}])"
                  for e in (row["extra"][n] for n in names)]
         lines.append(f"| {row['label']} | {','.join(map(str, row['seeds']))} | {100 * row['test']:.1f} | "
                      + " | ".join(cells) + " |")
+    reference = results["settings"]["reference"]
+    if any(row["label"] == reference for row in rows):
+        lines += ["", *robustness_versus_table(results, [row["label"] for row in rows], reference, names)]
+    return lines
+
+
+def robustness_versus_table(results: dict, labels: list[str], reference: str, names: list[str]) -> list[str]:
+    """Each method's change on each extra set minus the reference's change, with paired intervals."""
+    from minipeft.lab.robustness import change_versus
+    names = [n for n in names if n != "lowercase"]  # 0.0 for every method (the tokenizer lower-cases)
+    lines = [f"Does a method keep more of its accuracy than {reference}? Its change minus {reference}'s change, "
+             f"in points, 95 % bootstrap interval (the same examples for both methods, seeds resampled per "
+             f"method; positive: it loses less). A difference whose interval excludes 0 is in bold.", "",
+             "| method | " + " | ".join(names) + " |", "|---|" + "--:|" * len(names)]
+    for label in labels:
+        if label == reference:
+            continue
+        cells = []
+        for name in names:
+            d = change_versus(results, label, reference, name)
+            cell = f"{points(d['difference'])} [{points(d['low'])}, {points(d['high'])}]"
+            cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -402,6 +431,38 @@ def notebook_table(times: dict) -> list[str]:
 def hours(results: dict) -> float:
     """Training and validation time of every run (the test evaluation not included)."""
     return sum(r["history"][-1]["seconds"] for r in results["runs"] if r["history"]) / 3600
+
+
+def where_trained(results: dict) -> str:
+    """Which device trained which runs, and for how long ("the 96 search runs on the CPU, 2 threads (9.1 h); ...")."""
+    groups = {}
+    for run in results["runs"]:
+        device = run.get("device", f"cpu, {results['settings'].get('threads', 2)} threads")  # older runs: the CPU
+        groups.setdefault((run["phase"], device), []).append(run)
+    parts = []
+    for (phase, device), runs in groups.items():
+        where = f"the CPU, {device.split(', ')[1]}" if device.startswith("cpu") else f"an {device} GPU"
+        parts.append(f"the {len(runs)} {phase} runs on {where} ({hours({'runs': runs}):.1f} h of training and "
+                     f"validation)")
+    return "; ".join(parts)
+
+
+def device_check(results: dict) -> list[str]:
+    """Seed 0 of the same configuration trained on the CPU and on the GPU: how far the device alone moves a run."""
+    earlier = {r["key"]: r for r in results.get("device_check", {}).get("runs", [])}
+    pairs = [(earlier[r["key"]], r) for r in results["runs"] if r["key"] in earlier]
+    if not pairs:
+        return []
+    deltas = [100 * (gpu["test"] - cpu["test"]) for cpu, gpu in pairs]
+    rows = compare_summary(results)
+    spread = statistics.fmean(100 * r["test_std"] for r in rows if r["seeds"] > 1)
+    return [f"Same seed, other device: {len(pairs)} methods' seed-0 final runs were made first on the CPU "
+            f"(2 threads), then again on the GPU with the same configuration, learning rate and seed. Test accuracy "
+            f"moved by {statistics.fmean(abs(d) for d in deltas):.1f} points on average (GPU − CPU from "
+            f"{min(deltas):+.1f} to {max(deltas):+.1f}, mean {statistics.fmean(deltas):+.1f}), about the spread "
+            f"between seeds (the mean std over seeds above is {spread:.1f}): at this test size the device acts as "
+            f"one more source of run-to-run noise. The table uses the GPU runs only; the CPU runs are kept in the file "
+            f"(`device_check`)."]
 
 
 def size(n: int) -> str:

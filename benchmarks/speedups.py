@@ -99,6 +99,18 @@ def differences(results: dict, methods: list[dict], seeds: int, defaults=()) -> 
     return out
 
 
+def cpu_runs(path: Path) -> Path:
+    """A temporary copy of the comparison file `path` holding only its runs made on a CPU (its main runs and its
+    device_check): the default runs an ablation made on this CPU is paired with, so that a difference measures the
+    switch, not the device (a GPU run of the same seed is another run: compare_methods.json's device_check)."""
+    results = json.loads(path.read_text())
+    runs = [*results["runs"], *results.get("device_check", {}).get("runs", [])]
+    results["runs"] = [r for r in runs if r.get("device", "cpu").startswith("cpu")]
+    copy_path = Path(tempfile.mkdtemp()) / path.name
+    copy_path.write_text(json.dumps(results))
+    return copy_path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -121,6 +133,7 @@ def main(argv=None):
         search, final = {"epochs": 1, "eval_every": 1}, {"epochs": 1, "eval_every": 1, "patience": 2}
     else:
         chosen = {row["label"]: row["lr"] for row in json.loads(earlier.read_text())["summary"]}
+        earlier = cpu_runs(earlier)
     backbone, tokenizer = load_encoder()
     methods = ablation_methods(chosen)
     unknown = set(args.only) - {m["label"] for m in methods if "train" in m}

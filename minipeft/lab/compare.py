@@ -70,15 +70,24 @@ def paired_difference(hits: list, reference: list, samples: int = 10_000, seed: 
     a, b = np.asarray(hits, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"paired comparison needs the same test examples: {a.shape[1]} vs {b.shape[1]}")
-    rng, n = np.random.default_rng(seed), a.shape[1]
-    draws = np.empty(samples)
-    for i in range(samples):
-        rows = rng.integers(0, n, n)
-        seeds_a, seeds_b = rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))
-        draws[i] = a[seeds_a][:, rows].mean() - b[seeds_b][:, rows].mean()
+    rng = np.random.default_rng(seed)
+    rows = counts(rng, a.shape[1], samples)  # the same examples drawn for both sides: paired
+    draws = means(a, counts(rng, len(a), samples), rows) - means(b, counts(rng, len(b), samples), rows)
     low, high = np.percentile(draws, [2.5, 97.5])
     return {"difference": float(a.mean() - b.mean()), "low": float(low), "high": float(high),
-            "seeds": len(a), "reference_seeds": len(b), "examples": n}
+            "seeds": len(a), "reference_seeds": len(b), "examples": a.shape[1]}
+
+
+def counts(rng, n: int, samples: int) -> np.ndarray:
+    """Bootstrap draws as counts (samples × n): row i says how often each of n items was drawn, n with
+    replacement. With means() this gives every draw's accuracy in one matrix product instead of a Python loop."""
+    drawn = rng.integers(0, n, (samples, n)) + n * np.arange(samples)[:, None]  # item indices, offset per draw
+    return np.bincount(drawn.ravel(), minlength=samples * n).reshape(samples, n).astype(np.float64)
+
+
+def means(hits: np.ndarray, seed_counts: np.ndarray, row_counts: np.ndarray) -> np.ndarray:
+    """The accuracy of every bootstrap draw: hits (seeds × examples) averaged over the drawn seeds and examples."""
+    return ((seed_counts @ hits) * row_counts).sum(1) / (hits.shape[0] * hits.shape[1])
 
 
 def hits_to_text(hits: torch.Tensor) -> str:
@@ -93,14 +102,15 @@ def text_to_hits(text: str) -> np.ndarray:
 
 def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, final: dict, seeds=3, batch_size=32,
             max_length=64, precision="auto", group_by_length=True, base_dropout=None, reference=None,
-            progress=True, reuse=None, extra_tests=None, **notes) -> dict:
+            progress=True, reuse=None, extra_tests=None, train_seeds=None, **notes) -> dict:
     """Search a learning rate for every method, then train `seeds` seeds at it; `data` holds train / validation /
     test. Writes and returns {"settings", "runs", "summary"}; extra `notes` go into the settings. `reference`: the
     label of the method the others are compared with (paired_difference). `reuse`: the JSON file of another
     comparison with the same data and budgets; a run it holds is copied instead of trained again. `extra_tests`:
     {name: (dataset, max_length)} that every final run trained here also predicts (robustness, other domains),
     kept in the run as "extra" {name: {"accuracy", "hits"}}; they are not settings, so a comparison can add them
-    midway (the runs made before have none)."""
+    midway (the runs made before have none). `train_seeds`: which of the seeds' final runs this call trains (all by
+    default; e.g. [1] in one of several processes that share the work, see merge)."""
     out = Path(out)
     settings = {"search": search, "final": final, "seeds": seeds, "batch_size": batch_size, "max_length": max_length,
                 "precision": precision, "group_by_length": group_by_length, "base_dropout": base_dropout,
@@ -138,7 +148,7 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
                "seed": seed, "validation": stats["best_metric"], "history": history,
                "stats": {k: v for k, v in stats.items() if k != "step_seconds"} | {
                    "train_seconds": sum(stats["step_seconds"]),
-                   "total_params": sum(p.numel() for p in model.parameters())}}
+                   "total_params": sum(p.numel() for p in model.parameters())}, "device": device_name(model)}
         if phase == "final":  # the test split is read only by final runs
             hits = predictions(model, loaders["test"])
             run |= {"test": hits.float().mean().item(), "test_hits": hits_to_text(hits)}
@@ -159,12 +169,34 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
     for config in methods:  # phase 1 for every method first: its results decide what phase 2 runs
         if "lr" not in config:
             search_rates(config, lambda lr, config=config: run(config, lr, 0, "search")["validation"])
-    for seed in range(seeds):  # phase 2 seed by seed: an interrupted run has every method at the first seeds
+    # phase 2 seed by seed: an interrupted comparison has every method at the first seeds
+    for seed in range(seeds) if train_seeds is None else train_seeds:
         for config in methods:
             run(config, chosen_rate(config, done), seed, "final")
     results["summary"] = summarize(methods, done, seeds, reference)
     save(results, out)
     return results
+
+
+def device_name(model) -> str:
+    """Where a run trained, as the results file records it: "NVIDIA H200" or "cpu, 2 threads"."""
+    device = next(model.parameters()).device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+
+
+def merge(results: dict, other: dict) -> int:
+    """Add to `results` the runs of `other` (a results file written by another process with the same settings)
+    that it does not hold yet; return how many were added. Raises ValueError if the settings differ."""
+    if other["settings"] != results["settings"]:
+        differ = {k: (results["settings"].get(k), v) for k, v in other["settings"].items()
+                  if results["settings"].get(k) != v}
+        raise ValueError(f"cannot merge runs made with other settings: {differ}")
+    have = {run["key"] for run in results["runs"]}
+    new = [run for run in other["runs"] if run["key"] not in have]
+    results["runs"] += new
+    for name, spec in other.get("extra_tests", {}).items():
+        results.setdefault("extra_tests", {})[name] = spec
+    return len(new)
 
 
 def search_rates(config: dict, validate) -> dict[float, float]:
