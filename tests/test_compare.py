@@ -1,8 +1,11 @@
 """The comparison harness: building each method on a copy of the base model, a learning-rate search that cannot stop
 at the edge of its grid, seeds at the chosen rate, paired intervals, a JSON record per run, resuming."""
 import json
+import os
 import statistics
+import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -171,6 +174,26 @@ def test_final_runs_also_predict_the_extra_tests_which_are_not_settings(data, be
     assert results["extra_tests"] == {"shifted": {"examples": 6, "max_length": 8}}
 
 
+def test_processes_that_train_one_seed_each_merge_into_the_whole_comparison(data, bert_tokenizer, tmp_path,
+                                                                         counted):
+    whole = run(data, bert_tokenizer, tmp_path / "whole.json")
+    searched = run(data, bert_tokenizer, tmp_path / "searched.json", train_seeds=[])  # phase 1 only
+    assert {r["phase"] for r in searched["runs"]} == {"search"}
+    counted["n"] = 0
+    parts = [run(data, bert_tokenizer, tmp_path / f"seed{seed}.json", reuse=tmp_path / "searched.json",
+                 train_seeds=[seed]) for seed in (1, 0)]
+    assert counted["n"] == 4  # 2 methods × 1 seed in each process; the search runs were copied
+    assert [r["seed"] for r in parts[0]["runs"] if r["phase"] == "final"] == [1, 1]
+    merged = json.loads((tmp_path / "searched.json").read_text())
+    assert [harness.merge(merged, part) for part in parts] == [2, 2]
+    assert harness.merge(merged, parts[0]) == 0  # merging again adds nothing
+    assert sorted(r["key"] for r in merged["runs"]) == sorted(r["key"] for r in whole["runs"])
+    assert {r["device"] for r in merged["runs"]} == {f"cpu, {torch.get_num_threads()} threads"}
+    other = run(data, bert_tokenizer, tmp_path / "other.json", seeds=1)
+    with pytest.raises(ValueError, match="other settings"):
+        harness.merge(merged, other)
+
+
 def test_a_fixed_rate_skips_the_search(data, bert_tokenizer, tmp_path, counted):
     results = run(data, bert_tokenizer, tmp_path / "fixed.json", [{**METHODS[1], "lr": 1e-2}], seeds=1)
     assert [(r["phase"], r["lr"]) for r in results["runs"]] == [("final", 1e-2)] and counted["n"] == 1
@@ -253,6 +276,20 @@ def test_the_benchmark_starts_in_quick_mode(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+def test_the_benchmark_trains_its_final_runs_in_worker_processes(tmp_path):
+    out = tmp_path / "quick.json"  # a script of its own, as a user runs it: the workers import it by name
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(out), "--workers", "2", "--seeds", "1", "0",
+                    "--no-costs"], check=True, capture_output=True, env=os.environ | {"MINIPEFT_THREADS": "1"})
+    results = json.loads(out.read_text())
+    finals = [r for r in results["runs"] if r["phase"] == "final"]
+    assert sorted((r["label"], r["seed"]) for r in finals) == [("LoRA r=8", 0), ("LoRA r=8", 1),
+                                                                ("full fine-tuning", 0), ("full fine-tuning", 1)]
+    assert all(row["complete"] for row in results["summary"]) and all("extra" in r for r in finals)
+    assert len({r["key"] for r in results["runs"]}) == len(results["runs"])  # each run once
+
+
 def test_the_benchmark_refuses_an_unknown_first_label(tmp_path):
     with pytest.raises(SystemExit, match="no method labelled"):
         benchmark_script().main(["--quick", "--out", str(tmp_path / "q.json"), "--first", "LoRA r=9"])
@@ -313,6 +350,32 @@ def test_robustness_reads_the_change_from_the_test_split_paired_where_the_exampl
                                          for pair in (("1111110100" * 20, "1111111010" * 20),
                                                       ("1111111100" * 20, "1111111110" * 20))), False, 2000)
     assert typos["high"] - typos["low"] < unpaired["high"] - unpaired["low"]
+
+
+def test_change_versus_the_reference_is_the_difference_of_the_two_changes():
+    def run(label, test, extra):
+        return {"label": label, "phase": "final", "seed": 0, "test_hits": test, "extra": {"typos": {"hits": extra}}}
+    results = {"runs": [run("full", "1" * 90 + "0" * 10, "1" * 80 + "0" * 20),  # loses 10 points
+                        run("LoRA", "0" * 10 + "1" * 90, "0" * 10 + "1" * 90),  # loses nothing
+                        run("copy", "1" * 90 + "0" * 10, "1" * 80 + "0" * 20)]}
+    kept = robustness.change_versus(results, "LoRA", "full", "typos", samples=2000)
+    assert kept["difference"] == pytest.approx(0.1) and 0.03 < kept["low"] < kept["high"] < 0.2
+    # paired: only the reference's 10 changed snippets vary, sd √(100·0.1·0.9)/100 = 0.03, so the interval is about
+    # ±0.06; with the copy's snippets drawn apart from the originals it would be over twice as wide
+    assert kept["high"] - kept["low"] == pytest.approx(2 * 1.96 * 0.03, rel=0.25)
+    same = robustness.change_versus(results, "copy", "full", "typos", samples=500)
+    assert same["difference"] == same["low"] == same["high"] == 0.0  # the same answers: no uncertainty
+
+
+def test_the_ablations_pair_with_default_runs_made_on_the_cpu(tmp_path):
+    speedups = benchmark_script("speedups")
+    path = tmp_path / "compare_methods.json"
+    path.write_text(json.dumps({"settings": {}, "runs": [
+        {"key": "a", "device": "NVIDIA H200"}, {"key": "b", "device": "cpu, 2 threads"}, {"key": "c"}],
+        "device_check": {"runs": [{"key": "a", "device": "cpu, 2 threads"}]}}))
+    kept = json.loads(speedups.cpu_runs(path).read_text())["runs"]
+    assert [(r["key"], r.get("device")) for r in kept] == [("b", "cpu, 2 threads"), ("c", None),
+                                                           ("a", "cpu, 2 threads")]
 
 
 def test_small_data_budget_is_counted_in_steps_and_draws_are_other_users_data():
