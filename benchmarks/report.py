@@ -33,11 +33,14 @@ NOTEBOOK_TOPICS = {
     "05_prefix_tuning": "K = [P_k; K], V = [P_v; V]; reparameterisation; steering generation; one prefix per user",
     "06_adapter_tuning": "a bottleneck adapter by hand; Houlsby vs Pfeiffer; add vs gate; bottleneck slider",
     "07_lora_bitfit_ia3": "LoRA by hand; rank slider; which matrices; merging; BitFit; (IA)³",
-    "08_comparison": "everything side by side; per-task adapters on one base model; out-of-domain check",
+    "08_comparison": "everything side by side; per-task adapters on one base model; out of domain and perturbed, "
+                     "against full fine-tuning",
     "09_token_tasks": "POS probes per layer with control tasks (selectivity); token classification; NER entity F1: "
                       "probe vs LoRA vs full fine-tuning",
     "10_lora_successors": "DoRA by hand (direction + length); rsLoRA's α/√r measured over ranks; LoRA+ parameter "
                           "groups; QLoRA on the Q4_1 file, NF4 by hand; the unified view (prefix = gated adapter)",
+    "11_small_data_and_expressivity": "learning curves by hand (5 draws per size); augmentation measured, paired; "
+                                      "the benchmark's curves for 7 methods; the same methods on random weights",
 }
 
 

@@ -119,6 +119,9 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", metavar="LABEL", default=[],
                         help="train only these ablations (e.g. 'LoRA r=8, dropout on'); the default runs are read "
                              "from compare_methods.json, not trained here")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="train only these seeds' runs (e.g. one seed per process, merged afterwards)")
+    parser.add_argument("--out", type=Path, help="JSON file (default: data/results/speedups.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
@@ -140,6 +143,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"--only: no ablation labelled {sorted(unknown)}; the ablations are "
                          f"{[m['label'] for m in methods if 'train' in m]}")
+    out = args.out or out
     previous = json.loads(out.read_text()) if out.exists() else {}
     if args.timing_only:
         results = previous or {"settings": settings, "runs": []}
@@ -147,7 +151,7 @@ def main(argv=None):
         trained = [m for m in methods if m["label"] in args.only] if args.only else methods
         results = compare(trained, data, ["text"], backbone, tokenizer, out, search=search, final=final,
                           reference=None, task="rotten_tomatoes", model="all-MiniLM-L6-v2",
-                          threads=torch.get_num_threads(), reuse=earlier, **settings)
+                          threads=torch.get_num_threads(), reuse=earlier, train_seeds=args.seeds, **settings)
     defaults = json.loads(earlier.read_text())["runs"] if earlier else []
     results["differences"] = differences(results, methods, settings["seeds"], defaults)
     if "timing" not in results:

@@ -188,7 +188,8 @@ def test_processes_that_train_one_seed_each_merge_into_the_whole_comparison(data
     assert [harness.merge(merged, part) for part in parts] == [2, 2]
     assert harness.merge(merged, parts[0]) == 0  # merging again adds nothing
     assert sorted(r["key"] for r in merged["runs"]) == sorted(r["key"] for r in whole["runs"])
-    assert {r["device"] for r in merged["runs"]} == {f"cpu, {torch.get_num_threads()} threads"}
+    threads = torch.get_num_threads()
+    assert {r["device"] for r in merged["runs"]} == {f"cpu, {threads} thread{'s' if threads != 1 else ''}"}
     other = run(data, bert_tokenizer, tmp_path / "other.json", seeds=1)
     with pytest.raises(ValueError, match="other settings"):
         harness.merge(merged, other)

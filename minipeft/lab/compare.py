@@ -181,7 +181,10 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
 def device_name(model) -> str:
     """Where a run trained, as the results file records it: "NVIDIA H200" or "cpu, 2 threads"."""
     device = next(model.parameters()).device
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"cpu, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def merge(results: dict, other: dict) -> int:
