@@ -12,9 +12,12 @@ frozen base. Two measurements, MiniLM on Rotten Tomatoes, LoRA r = 8 (query, val
               + no dropout in the frozen base (LoRA only: fine-tuning trains the base, so its dropout stays on).
     accuracy  the comparison's final runs (3 seeds, compare_methods.py's budget and learning rates) with one
               default switched back: fp32 instead of bf16 (both methods), dropout on in LoRA's frozen base, and
-              dropout off in fine-tuning's base. The runs with every default come from compare_methods.json. Each
-              switch is reported as the paired difference in test accuracy on the same 1,265 snippets with its
-              95 % bootstrap interval (over snippets and seeds).
+              dropout off in fine-tuning's base. The runs with every default are made on this CPU too: seed 0
+              is compare_methods.json's CPU run, seeds 1 and 2 are trained here (the comparison's own seeds 1
+              and 2 ran on a GPU, and a device changes a run about as much as a seed does: a switch is compared
+              on one device). Each switch is reported as the paired difference in test accuracy on the same 1,265
+              snippets with its 95 % bootstrap interval (over snippets and seeds).
+    --seeds 2 --out F trains one seed into another file (a second process); --summarize --merge F merges it.
 """
 import argparse
 import copy
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_methods as cm  # noqa: E402  (same settings, same data preparation)
 
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
-from minipeft.lab.compare import build, compare, paired_difference, run_key, save, text_to_hits  # noqa: E402
+from minipeft.lab.compare import build, compare, merge, paired_difference, run_key, save, text_to_hits  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.measure import time_steps_side_by_side  # noqa: E402
 from minipeft.batching import make_loader  # noqa: E402
@@ -117,11 +120,15 @@ def main(argv=None):
     parser.add_argument("--timing-only", action="store_true",
                         help="measure the step times only (minutes), not the accuracy ablations (hours)")
     parser.add_argument("--only", nargs="+", metavar="LABEL", default=[],
-                        help="train only these ablations (e.g. 'LoRA r=8, dropout on'); the default runs are read "
-                             "from compare_methods.json, not trained here")
+                        help="train only these runs (e.g. 'LoRA r=8, dropout on', or 'LoRA r=8': the default); "
+                             "default runs made on the CPU are copied from compare_methods.json")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                         help="train only these seeds' runs (e.g. one seed per process, merged afterwards)")
     parser.add_argument("--out", type=Path, help="JSON file (default: data/results/speedups.json)")
+    parser.add_argument("--summarize", action="store_true",
+                        help="train nothing: merge the --merge files into the results and recompute the differences")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[],
+                        help="with --summarize: files written by other processes (--seeds ... --out ...)")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     task = load_task("rotten_tomatoes")
@@ -139,13 +146,16 @@ def main(argv=None):
         earlier = cpu_runs(earlier)
     backbone, tokenizer = load_encoder()
     methods = ablation_methods(chosen)
-    unknown = set(args.only) - {m["label"] for m in methods if "train" in m}
+    unknown = set(args.only) - {m["label"] for m in methods}
     if unknown:
-        raise SystemExit(f"--only: no ablation labelled {sorted(unknown)}; the ablations are "
-                         f"{[m['label'] for m in methods if 'train' in m]}")
+        raise SystemExit(f"--only: no run labelled {sorted(unknown)}; the labels are {[m['label'] for m in methods]}")
     out = args.out or out
     previous = json.loads(out.read_text()) if out.exists() else {}
-    if args.timing_only:
+    if args.summarize:  # train nothing: merge other processes' files, then recompute the differences
+        results = previous
+        for path in args.merge:
+            merge(results, json.loads(path.read_text()))
+    elif args.timing_only:
         results = previous or {"settings": settings, "runs": []}
     else:
         trained = [m for m in methods if m["label"] in args.only] if args.only else methods

@@ -88,6 +88,26 @@ def test_point_labels_do_not_collide():
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
+def test_point_labels_keep_off_the_points_and_their_error_bars():
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [1e4, 1.15e4, 1.3e4, 1.5e4, 1.7e4, 2e4, 2.3e4]  # seven methods crowded into a factor of 2.3
+    ys, errs = [80.0, 80.3, 79.8, 80.5, 80.1, 79.9, 80.4], [0.8, 0.5, 1.0, 0.6, 0.9, 0.7, 0.5]
+    ax.errorbar(xs, ys, yerr=errs, fmt="o")
+    ax.set(xscale="log", ylim=(70, 84))  # the comparison's range: room above and below the crowd, none inside it
+    texts = plots.place_labels(ax, xs, ys, [f"method number {i}" for i in range(7)], yerr=errs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [matplotlib.text.Text.get_window_extent(t, renderer) for t in texts]  # the words, not the leader line
+    low, high = ax.transData.transform(np.c_[xs, np.subtract(ys, errs)]), ax.transData.transform(
+        np.c_[xs, np.add(ys, errs)])
+    bars = [Bbox.from_extents(a[0] - 2, a[1], a[0] + 2, b[1]) for a, b in zip(low, high)]
+    assert not any(box.overlaps(bar) for box in boxes for bar in bars)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert any(t.arrow_patch is not None for t in texts)  # a crowd this dense needs leader lines
+
+
 def test_short_module_names_drop_what_all_share_and_stay_apart():
     columns = ["word_embeddings", "LayerNorm", "attention.self.query", "attention.output.dense",
                "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm", "dense", "head"]

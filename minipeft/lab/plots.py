@@ -14,6 +14,7 @@ import math
 import re
 
 import matplotlib.pyplot as plt
+from matplotlib.transforms import Bbox
 import numpy as np
 
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations")
@@ -60,25 +61,56 @@ def family_legend(ax, methods, **where) -> None:
                                                | where))
 
 
-def place_labels(ax, xs, ys, labels, fontsize=7) -> list:
-    """Write each label next to its point where it overlaps no label already written and stays inside the axes
-    (greedy: tries 8 places around the point, nearest first). Returns the text objects."""
+def label_offsets() -> list[tuple[int, int]]:
+    """Where place_labels tries a label, in points from its marker: 8 places beside it, then a grid further out
+    (reached by a thin leader line), nearest first."""
+    near = [(5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (-5, 10), (5, -16), (-5, -16)]
+    grid = [(dx, dy) for dx in (-120, -90, -60, -40, -20, -5, 5, 20, 40, 60, 90, 120) for dy in range(-88, 72, 8)]
+    return near + sorted((o for o in grid if o not in near), key=lambda o: o[0] ** 2 + (1.5 * o[1]) ** 2)
+
+
+def place_labels(ax, xs, ys, labels, fontsize=7, yerr=None) -> list:
+    """Write each label next to its point where it overlaps no label already written, no point and no error bar
+    (`yerr`, in data units), and stays inside the axes (greedy: the places of label_offsets, nearest first; a
+    label set further out gets a leader line). Returns the text objects."""
     ax.figure.canvas.draw()  # sizes in pixels need a rendered figure
-    renderer, placed, texts = ax.figure.canvas.get_renderer(), [], []
+    renderer, texts = ax.figure.canvas.get_renderer(), []
     frame = ax.get_window_extent(renderer)
-    offsets = [(5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (-5, 10), (5, -16), (-5, -16)]
+    marks = [Bbox.from_bounds(px - 4, py - 4, 8, 8) for px, py in ax.transData.transform(np.c_[xs, ys])]
+    if yerr is not None:  # each error bar as a thin box from y − err to y + err
+        low, high = ax.transData.transform(np.c_[xs, np.subtract(ys, yerr)]), ax.transData.transform(
+            np.c_[xs, np.add(ys, yerr)])
+        marks += [Bbox.from_extents(a[0] - 3, a[1], a[0] + 3, b[1]) for a, b in zip(low, high)]
+    placed, offsets = [], label_offsets()
+
+    def clash(box):  # how much of the box lies outside the axes or on other labels, points and bars
+        outside = box.width * box.height - overlap_area(box, frame)
+        return outside + sum(overlap_area(box, other) for other in placed + marks)
+
     for x, y, label in sorted(zip(xs, ys, labels), key=lambda t: (t[0], t[1])):
+        best = None
         for dx, dy in offsets:
+            far = (dx, dy) not in offsets[:8]
             text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                               ha="left" if dx > 0 else "right")
+                               ha="left" if dx > 0 else "right", va="bottom")  # measured without its leader line
             box = text.get_window_extent(renderer).expanded(1.05, 1.1)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in placed) or (dx, dy) == offsets[-1]:
-                placed.append(box)
-                texts.append(text)
-                break
+            cost = clash(box)
             text.remove()
+            if best is None or cost < best[0]:
+                best = (cost, dx, dy, far, box)
+            if cost == 0:
+                break
+        _, dx, dy, far, box = best  # the first place without a clash, else the place with the least
+        texts.append(ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                                 ha="left" if dx > 0 else "right", va="bottom",
+                                 arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.7} if far else None))
+        placed.append(box)
     return texts
+
+
+def overlap_area(a, b) -> float:
+    """The area two boxes share (0 if they do not overlap)."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
 
 
 def plot_accuracy_vs_params(summary, ax=None):
@@ -98,7 +130,7 @@ def plot_accuracy_vs_params(summary, ax=None):
     ax.grid(alpha=0.3)
     family_legend(ax, [r["method"] for r in rows])
     place_labels(ax, [r["trainable_params"] for r in rows], [100 * r["test_mean"] for r in rows],
-                 [r["label"] for r in rows])
+                 [r["label"] for r in rows], yerr=[100 * r["test_std"] for r in rows])
     return ax
 
 
