@@ -332,15 +332,16 @@ def speedups_tables(results: dict) -> list[str]:
     if gaps:
         lines += ["", f"What each default costs in test accuracy: the run with one default switched back minus the run "
                   f"with all of them, paired over the same test snippets and the seeds each has (of "
-                  f"{results['settings']['seeds']} planned; compare_methods.py's budget and learning rates):", "",
+                  f"{results['settings']['seeds']} planned; compare_methods.py's budget and learning rates; every run, "
+                  f"the defaults' too, on the CPU):", "",
                   "| switched back | Δ test accuracy [95 % CI] | seeds (switched / default) |", "|---|--:|--:|"]
         lines += [f"| {name} | {points(g['difference'])} [{points(g['low'])}, {points(g['high'])}] "
                   f"| {g['seeds']} / {g['reference_seeds']} |" for name, g in gaps.items()]
         missing = [m for m in ("full fine-tuning, fp32", "full fine-tuning, dropout off", "LoRA r=8, fp32",
                                "LoRA r=8, dropout on") if m not in gaps]
         if missing or any(g["seeds"] < results["settings"]["seeds"] for g in gaps.values()):
-            lines += ["", f"**Partial:** not measured yet: {', '.join(missing) or 'none'}; fewer seeds than planned "
-                      f"where the table says so."]
+            lines += ["", "**Partial:** " + (f"not measured yet: {', '.join(missing)}; " if missing else "")
+                      + "fewer seeds than planned where the table says so."]
     else:
         lines += ["", "**Not measured yet:** what each default costs in test accuracy (the comparison's final runs "
                   "with one default switched back, 3 seeds each: `python benchmarks/speedups.py` without "
