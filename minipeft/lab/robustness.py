@@ -14,12 +14,11 @@ def robustness(results: dict, samples: int = 10_000) -> list[dict]:
     a perturbed copy of the test split, over both sets independently for another set (e.g. IMDB)."""
     rows = []
     for label in dict.fromkeys(r["label"] for r in results["runs"] if r["phase"] == "final" and "extra" in r):
-        runs = sorted((r for r in results["runs"] if r["label"] == label and r["phase"] == "final" and "extra" in r),
-                      key=lambda r: r["seed"])
-        test = np.stack([text_to_hits(r["test_hits"]) for r in runs]).astype(np.float64)
+        runs = final_runs(results, label)
+        test = final_hits(results, label)
         row = {"label": label, "seeds": [r["seed"] for r in runs], "test": float(test.mean()), "extra": {}}
         for name in runs[0]["extra"]:
-            other = np.stack([text_to_hits(r["extra"][name]["hits"]) for r in runs]).astype(np.float64)
+            other = final_hits(results, label, name)
             paired = other.shape[1] == test.shape[1]
             row["extra"][name] = {"accuracy": float(other.mean()), "paired": paired,
                                   **change_interval(other, test, paired, samples)}
@@ -27,13 +26,17 @@ def robustness(results: dict, samples: int = 10_000) -> list[dict]:
     return rows
 
 
+def final_runs(results: dict, label: str) -> list[dict]:
+    """A method's final runs that predicted the extra tests, by seed."""
+    return sorted((r for r in results["runs"] if r["label"] == label and r["phase"] == "final" and "extra" in r),
+                  key=lambda r: r["seed"])
+
+
 def final_hits(results: dict, label: str, name: str | None = None) -> np.ndarray:
     """The 0/1 predictions (seeds × examples) of a method's final runs that have extra tests: on the test split, or
     on the extra test `name`."""
-    runs = sorted((r for r in results["runs"] if r["label"] == label and r["phase"] == "final" and "extra" in r),
-                  key=lambda r: r["seed"])
     return np.stack([text_to_hits(r["test_hits"] if name is None else r["extra"][name]["hits"])
-                     for r in runs]).astype(np.float64)
+                     for r in final_runs(results, label)]).astype(np.float64)
 
 
 def change_versus(results: dict, label: str, reference: str, name: str, samples: int = 10_000,
