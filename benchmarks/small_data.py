@@ -14,14 +14,17 @@ epochs and at least 200 steps, validation 16 times, early stopping after 4 valid
 min(32, n). The whole training split is compare_methods.json's own runs (the size "all").
 Augmentation (minipeft.lab.perturb): each training snippet plus one changed copy (word dropout p = 0.1, one swap of
 neighbouring words, or every word of the synonym table swapped), at 64 and 256 snippets, same protocol and draws.
-Each (size, draw, augmentation) writes its own file, run by run: a rerun resumes.
+Each (size, draw, augmentation) writes its own file, run by run: a rerun resumes. `--workers N` runs N cells at once,
+one process each: on a GPU (or a many-core machine) the whole benchmark takes minutes instead of ~10 CPU hours.
 """
 import argparse
 import json
 import math
+import multiprocessing
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -80,33 +83,71 @@ def curves(folder: Path) -> list[dict]:
     return rows
 
 
+def setup(quick: bool) -> dict:
+    """The data, methods, sizes, draws and minimum steps of a run (--quick: 2 methods, 2 sizes, a few steps)."""
+    task = load_task("rotten_tomatoes")
+    conf = {"task": task, "methods": [cm.BY_LABEL[label] for label in METHODS], "sizes": SIZES, "draws": DRAWS,
+            "augment_sizes": AUGMENT_SIZES, "min_steps": 200}
+    if quick:
+        conf |= {"task": {**task, "test": subsample(task["test"], 32)}, "sizes": [8, 16], "draws": {8: 2, 16: 1},
+                 "augment_sizes": [8], "min_steps": 4,
+                 "methods": [{**cm.BY_LABEL[label], "lrs": cm.BY_LABEL[label]["lrs"][1:3]}
+                             for label in ("LoRA r=8", "BitFit")]}
+    return conf
+
+
+def run_cell(conf, backbone, tokenizer, folder: Path, n: int, d: int, augmentation: str | None,
+             progress: bool = True) -> str:
+    """One (size, draw, augmentation): every method's search and final run, into its own file (resumes)."""
+    batch = min(cm.SETTINGS["batch_size"], n)
+    steps = budget(n, batch, min_steps=conf["min_steps"])
+    name = f"n{n}_draw{d}" + (f"_{augmentation.replace(' ', '_')}" if augmentation else "")
+    compare(conf["methods"], draw(conf["task"], n, d, augmentation), ["text"], backbone, tokenizer,
+            folder / f"{name}.json", search=steps, final=steps, seeds=1, batch_size=batch,
+            max_length=cm.SETTINGS["max_length"], task="rotten_tomatoes", model="all-MiniLM-L6-v2", n=n, draw=d,
+            augmentation=augmentation, threads=torch.get_num_threads(), progress=progress)
+    return f"{name}: {steps}"
+
+
+_WORKER = {}
+
+
+def _start_worker(quick: bool, folder: Path) -> None:
+    """A --workers process: its data and encoder, loaded once."""
+    torch.set_num_threads(threads())
+    _WORKER.update(conf=setup(quick), folder=folder, model=load_encoder())
+
+
+def _worker_cell(cell) -> str:
+    backbone, tokenizer = _WORKER["model"]
+    return run_cell(_WORKER["conf"], backbone, tokenizer, _WORKER["folder"], *cell, progress=False)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--augment", action="store_true", help="also the augmented runs at 64 and 256 snippets")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run this many (size, draw) cells at once, one process each (a GPU, or many cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
-    task, folder, out = load_task("rotten_tomatoes"), FOLDER, cm.ROOT / "data" / "results" / "small_data.json"
-    methods, sizes, draws, augment_sizes = [cm.BY_LABEL[label] for label in METHODS], SIZES, DRAWS, AUGMENT_SIZES
-    min_steps = 200
-    if args.quick:
-        folder = Path(tempfile.mkdtemp())
-        out = folder / "small_data.json"
-        methods = [{**cm.BY_LABEL[label], "lrs": cm.BY_LABEL[label]["lrs"][1:3]} for label in ("LoRA r=8", "BitFit")]
-        sizes, draws, augment_sizes, min_steps = [8, 16], {8: 2, 16: 1}, [8], 4
-        task = {**task, "test": subsample(task["test"], 32)}
+    conf = setup(args.quick)
+    folder = Path(tempfile.mkdtemp()) if args.quick else FOLDER
+    out = folder / "small_data.json" if args.quick else cm.ROOT / "data" / "results" / "small_data.json"
+    sizes, draws = conf["sizes"], conf["draws"]
     plan = [(n, d, None) for n in sizes for d in range(draws[n])]
-    plan += [(n, d, a) for a in AUGMENTATIONS for n in augment_sizes for d in range(draws[n])] if args.augment else []
-    backbone, tokenizer = load_encoder()
-    for n, d, augmentation in plan:
-        batch = min(cm.SETTINGS["batch_size"], n)
-        steps = budget(n, batch, min_steps=min_steps)
-        name = f"n{n}_draw{d}" + (f"_{augmentation.replace(' ', '_')}" if augmentation else "")
-        print(f"== {name}: {steps}", flush=True)
-        compare(methods, draw(task, n, d, augmentation), ["text"], backbone, tokenizer, folder / f"{name}.json",
-                search=steps, final=steps, seeds=1, batch_size=batch, max_length=cm.SETTINGS["max_length"],
-                task="rotten_tomatoes", model="all-MiniLM-L6-v2", n=n, draw=d, augmentation=augmentation,
-                threads=torch.get_num_threads())
+    plan += [(n, d, a) for a in AUGMENTATIONS for n in conf["augment_sizes"] for d in range(draws[n])] \
+        if args.augment else []
+    if args.workers:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(args.quick, folder)) as pool:
+            for done in pool.map(_worker_cell, plan):
+                print(f"== {done}", flush=True)
+    else:
+        backbone, tokenizer = load_encoder()
+        for cell in plan:
+            print(f"== {run_cell(conf, backbone, tokenizer, folder, *cell)}", flush=True)
     save({"protocol": __doc__, "rows": curves(folder)}, out)
     for row in curves(folder):
         print(f"{row['label']:<24} n={row['n']:<5} {row['augmentation'] or '':<15} "

@@ -2,6 +2,7 @@
 at the edge of its grid, seeds at the chosen rate, paired intervals, a JSON record per run, resuming."""
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -402,6 +403,18 @@ def test_the_small_data_benchmark_starts_in_quick_mode():
     cells = {(r["label"], r["n"], r["augmentation"]): len(r["test"]) for r in results["rows"]}
     assert cells[("LoRA r=8", 8, None)] == 2 and cells[("BitFit", 16, None)] == 1
     assert cells[("LoRA r=8", 8, "synonyms")] == 2 and ("LoRA r=8", 16, "synonyms") not in cells
+
+
+@pytest.mark.slow
+def test_the_small_data_benchmark_runs_its_cells_in_worker_processes():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--workers", "2"], check=True,
+                          capture_output=True, text=True, env=os.environ | {"MINIPEFT_THREADS": "1"})
+    cells = sorted(line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("== n"))
+    assert cells == ["== n16_draw0", "== n8_draw0", "== n8_draw1"]  # every cell of the plan, once
+    rows = sorted(re.match(r"(.+?)\s+n=(\d+)\s.*\((\d+) draws\)", line).groups()
+                  for line in done.stdout.splitlines() if line.startswith(("LoRA r=8 ", "BitFit ")))
+    assert rows == [("BitFit", "16", "1"), ("BitFit", "8", "2"), ("LoRA r=8", "16", "1"), ("LoRA r=8", "8", "2")]
 
 
 @pytest.mark.slow
