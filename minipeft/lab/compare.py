@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..methods import Classifier, method
-from ..train import predictions, train
+from ..train import model_device, predictions, train
 from ..batching import make_loader
 
 MAX_EXTENSIONS = 4  # a search that would extend its grid further stops and is flagged "at_edge"
@@ -180,7 +180,7 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
 
 def device_name(model) -> str:
     """Where a run trained, as the results file records it: "NVIDIA H200" or "cpu, 2 threads"."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
