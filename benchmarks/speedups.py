@@ -11,12 +11,15 @@ frozen base. Two measurements, MiniLM on Rotten Tomatoes, LoRA r = 8 (query, val
               tokens): random batches fp32 with dropout (what a plain loop does) → + length grouping → + bf16 →
               + no dropout in the frozen base (LoRA only: fine-tuning trains the base, so its dropout stays on).
     accuracy  the comparison's final runs (3 seeds, compare_methods.py's budget and learning rates) with one
-              default switched back: fp32 instead of bf16 (both methods), dropout on in LoRA's frozen base, and
-              dropout off in fine-tuning's base. The runs with every default are made on this CPU too: seed 0
-              is compare_methods.json's CPU run, seeds 1 and 2 are trained here (the comparison's own seeds 1
-              and 2 ran on a GPU, and a device changes a run about as much as a seed does: a switch is compared
-              on one device). Each switch is reported as the paired difference in test accuracy on the same 1,265
-              snippets with its 95 % bootstrap interval (over snippets and seeds).
+              default switched back: fp32 instead of bf16 (both methods), dropout on in LoRA's frozen base,
+              dropout off in fine-tuning's base; for LoRA also random batches instead of length-grouped ones and
+              no warm-up instead of 10 %. With fp32 and dropout on, these are the four ways Trainer's recipe
+              differs from minipeft's in time_to_accuracy.py: which of them, if any, explains why it learned more
+              per step. The runs with every default are made on this CPU too: seed 0 is compare_methods.json's
+              CPU run, seeds 1 and 2 are trained here (the comparison's own seeds 1 and 2 ran on a GPU, and a
+              device changes a run about as much as a seed does: a switch is compared on one device). Each switch
+              is reported as the paired difference in test accuracy on the same 1,265 snippets with its 95 %
+              bootstrap interval (over snippets and seeds).
     --seeds 2 --out F trains one seed into another file (a second process); --summarize --merge F merges it.
 """
 import argparse
@@ -41,8 +44,10 @@ from minipeft.lab.measure import time_steps_side_by_side  # noqa: E402
 from minipeft.batching import make_loader  # noqa: E402
 
 PAIR = ("full fine-tuning", "LoRA r=8")
-SWITCHES = {"fp32": {"precision": "fp32"}, "dropout on": {"base_dropout": True}, "dropout off": {"base_dropout": False}}
-ABLATIONS = {"full fine-tuning": ["fp32", "dropout off"], "LoRA r=8": ["fp32", "dropout on"]}
+SWITCHES = {"fp32": {"precision": "fp32"}, "dropout on": {"base_dropout": True}, "dropout off": {"base_dropout": False},
+            "random batches": {"group_by_length": False}, "no warm-up": {"warmup": 0.0}}
+ABLATIONS = {"full fine-tuning": ["fp32", "dropout off"],
+             "LoRA r=8": ["fp32", "dropout on", "random batches", "no warm-up"]}
 
 
 def timing(data, backbone, tokenizer, settings, rounds=4, n_batches=8, progress=True) -> dict:
@@ -164,6 +169,7 @@ def main(argv=None):
                           threads=torch.get_num_threads(), reuse=earlier, train_seeds=args.seeds, **settings)
     defaults = json.loads(earlier.read_text())["runs"] if earlier else []
     results["differences"] = differences(results, methods, settings["seeds"], defaults)
+    results["planned"] = [m["label"] for m in methods if "train" in m]  # the report names what is still missing
     if "timing" not in results:
         results["timing"] = timing(data, copy.deepcopy(backbone), tokenizer, settings, rounds=2 if args.quick else 4,
                                    n_batches=1 if args.quick else 8)

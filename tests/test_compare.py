@@ -201,6 +201,23 @@ def test_a_fixed_rate_skips_the_search(data, bert_tokenizer, tmp_path, counted):
     assert [(r["phase"], r["lr"]) for r in results["runs"]] == [("final", 1e-2)] and counted["n"] == 1
 
 
+def test_a_configs_training_overrides_reach_train_and_its_batch_order(data, bert_tokenizer, tmp_path, counted,
+                                                                     monkeypatch):
+    seen = []
+    counting = harness.train
+    monkeypatch.setattr(harness, "train", lambda model, loader, *a, **kw: (
+        seen.append((kw["precision"], kw.get("warmup"), type(loader.batch_sampler).__name__)),
+        counting(model, loader, *a, **kw))[1])
+    default = {**METHODS[1], "lr": 1e-2}
+    switched = [{**default, "label": "LoRA, fp32, no warm-up", "train": {"precision": "fp32", "warmup": 0.0}},
+                {**default, "label": "LoRA, random batches", "train": {"group_by_length": False}}]
+    results = run(data, bert_tokenizer, tmp_path / "switched.json", [default, *switched], seeds=1)
+    assert seen == [("auto", None, "LengthGroupedSampler"), ("fp32", 0.0, "LengthGroupedSampler"),
+                    ("auto", None, "BatchSampler")]  # a plain DataLoader: random batches
+    keys = [r["key"] for r in results["runs"]]
+    assert len(set(keys)) == 3 and "group_by_length" in keys[2]  # the override is part of the run's identity
+
+
 def test_runs_of_another_comparison_with_the_same_budget_are_reused(data, bert_tokenizer, tmp_path, counted):
     first = run(data, bert_tokenizer, tmp_path / "first.json", seeds=2)
     counted["n"] = 0
@@ -428,3 +445,17 @@ def test_the_token_tasks_benchmark_starts_in_quick_mode():
     for row in summary["methods"].values():
         assert len(row["f1"]) == 2 and row["interval"][0] <= row["mean"] <= row["interval"][1]
     assert results["ner"]["probe"]["final"][0] in results["ner"]["probe"]["search"]  # seed 0 is the search's run
+
+
+@pytest.mark.slow
+def test_the_ablation_benchmark_starts_in_quick_mode_and_pairs_every_switch():
+    results = json.loads(benchmark_script("speedups").main(["--quick"]).read_text())
+    planned = ["full fine-tuning, fp32", "full fine-tuning, dropout off", "LoRA r=8, fp32", "LoRA r=8, dropout on",
+               "LoRA r=8, random batches", "LoRA r=8, no warm-up"]
+    assert results["planned"] == planned and list(results["differences"]) == planned
+    assert all(g["seeds"] == g["reference_seeds"] == 1 for g in results["differences"].values())
+    runs = {r["label"]: r for r in results["runs"]}
+    assert runs["LoRA r=8, fp32"]["stats"]["precision"] == "fp32" and runs["LoRA r=8, dropout on"]["stats"][
+        "base_dropout"] is True
+    assert len(results["timing"]["rows"]) == 7 and results["timing"]["rows"][
+        "LoRA r=8 | random batches, fp32, dropout on"]["speedup_vs_plain"] == 1.0

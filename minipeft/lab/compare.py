@@ -110,7 +110,9 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
     {name: (dataset, max_length)} that every final run trained here also predicts (robustness, other domains),
     kept in the run as "extra" {name: {"accuracy", "hits"}}; they are not settings, so a comparison can add them
     midway (the runs made before have none). `train_seeds`: which of the seeds' final runs this call trains (all by
-    default; e.g. [1] in one of several processes that share the work, see merge)."""
+    default; e.g. [1] in one of several processes that share the work, see merge). A config's "train" dict
+    overrides train()'s options for that method (e.g. {"precision": "fp32"}, {"warmup": 0.0}) and may set
+    "group_by_length" for its training batches; the overrides are part of its run keys."""
     out = Path(out)
     settings = {"search": search, "final": final, "seeds": seeds, "batch_size": batch_size, "max_length": max_length,
                 "precision": precision, "group_by_length": group_by_length, "base_dropout": base_dropout,
@@ -141,7 +143,10 @@ def compare(methods, data, fields, backbone, tokenizer, out, *, search: dict, fi
         torch.manual_seed(seed)  # the head's and the adapters' initial values
         model = build(config, backbone, num_labels)
         options = {"precision": precision, "base_dropout": base_dropout, **config.get("train", {})}
-        history, stats = train(model, loaders["train"], loaders["validation"], lr=lr, seed=seed,
+        grouped = options.pop("group_by_length", group_by_length)  # an override of the training batches' order
+        train_loader = loaders["train"] if grouped == group_by_length else make_loader(
+            data["train"], tokenizer, fields, batch_size, max_length, shuffle=True, group_by_length=grouped)
+        history, stats = train(model, train_loader, loaders["validation"], lr=lr, seed=seed,
                                epochs=budget["epochs"], eval_every=budget.get("eval_every"),
                                patience=budget.get("patience"), progress=progress, **options)
         run = {"key": key, "phase": phase, "label": config["label"], "method": config["method"], "lr": lr,
