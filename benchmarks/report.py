@@ -297,6 +297,34 @@ def expressivity_table(results: dict, compared: dict) -> list[str]:
     return lines
 
 
+def small_data_table(results: dict, compared: dict | None) -> list[str]:
+    """Test accuracy by number of labelled snippets: mean ± std over the draws in (of those planned), and the whole
+    training split from compare_methods.json (3 seeds)."""
+    planned = results["planned"]
+    sizes = [int(n) for n in planned["draws"]]
+    whole = {row["label"]: row for row in compare_summary(compared)} if compared else {}
+    rows = {(row["label"], row["n"]): row for row in results["rows"] if row["augmentation"] is None}
+    lines = [] if results["complete"] else [
+        f"**Partial: {results['cells_done']} of {planned['cells']} cells (size × draw) are complete**; a cell "
+        f"shows its draws so far (of those planned). Nothing here is a final result yet.", ""]
+    lines += ["Test accuracy (%) on the whole test split, mean ± std over draws of the labelled data (each draw: n "
+              "training and n validation snippets, the learning rate searched on those n); the last column is the "
+              "comparison's whole training split (3 seeds):", "",
+              "| method | " + " | ".join(f"{n:,}" for n in sizes) + " | all |", "|---|" + "--:|" * (len(sizes) + 1)]
+    for label in planned["methods"]:
+        cells = []
+        for n in sizes:
+            row = rows.get((label, n))
+            drawn = f" ({len(row['test'])}/{planned['draws'][str(n)]})" if row and not results["complete"] else ""
+            spread = f" ± {100 * row['std']:.1f}" if row and len(row["test"]) > 1 else ""  # no std from one draw
+            cells.append(f"{100 * row['mean']:.1f}{spread}{drawn}" if row else "—")
+        full = whole.get(label)
+        cells.append(f"{100 * full['test_mean']:.1f} ± {100 * full['test_std']:.1f}" if full and full["seeds"] > 1
+                     else "—")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def convergence_table(results: dict) -> list[str]:
     """Validation accuracy by epoch of the convergence runs, and where each peaked."""
     s = results["settings"]
@@ -543,6 +571,10 @@ def report() -> str:
     if token_tasks and "ner_summary" in token_tasks:
         parts += ["### Token tasks: probes with control tasks, NER (`data/results/token_tasks.json`)", "",
                   *token_tasks_tables(token_tasks), ""]
+    small = load("small_data.json")
+    if small and "planned" in small:
+        parts += ["### Few labels: learning curves (`data/results/small_data.json`)", "",
+                  *small_data_table(small, compare), ""]
     if expressivity and expressivity.get("summary"):
         parts += ["### What the pretrained weights bring (`data/results/expressivity.json`)", "",
                   *expressivity_table(expressivity, compare), ""]

@@ -4,6 +4,7 @@ validation set as small as its training set, as a user with that many labels wou
     python benchmarks/small_data.py             → data/results/small_data/*.json and data/results/small_data.json
     python benchmarks/small_data.py --augment   → also 64 and 256 snippets with each augmentation (after the above)
     python benchmarks/small_data.py --quick     → 2 methods, 2 sizes, a few steps, into a temporary folder
+    python benchmarks/small_data.py --summarize → small_data.json from the cells in so far (it says how many)
 
 Rotten Tomatoes, MiniLM, compare_methods.py's settings and learning-rate grids. For every size n and draw d (5 draws
 at n ≤ 256, 3 above; a draw is another user's data): n training and n validation snippets drawn with seed d
@@ -83,6 +84,24 @@ def curves(folder: Path) -> list[dict]:
     return rows
 
 
+def summary(folder: Path, conf: dict, plan: list) -> dict:
+    """small_data.json: the protocol, what was planned, how much of it is in, and the curves so far."""
+    done = [cell for cell in plan if cell_done(folder / f"{cell_name(*cell)}.json")]
+    return {"protocol": __doc__, "planned": {"methods": [m["label"] for m in conf["methods"]],
+                                             "draws": {str(n): conf["draws"][n] for n in conf["sizes"]},
+                                             "cells": len(plan)},
+            "cells_done": len(done), "complete": len(done) == len(plan), "rows": curves(folder)}
+
+
+def cell_name(n: int, d: int, augmentation: str | None) -> str:
+    return f"n{n}_draw{d}" + (f"_{augmentation.replace(' ', '_')}" if augmentation else "")
+
+
+def cell_done(path: Path) -> bool:
+    """Whether a cell's file holds a final run of every method."""
+    return path.exists() and all(row["seeds"] for row in json.loads(path.read_text())["summary"])
+
+
 def setup(quick: bool) -> dict:
     """The data, methods, sizes, draws and minimum steps of a run (--quick: 2 methods, 2 sizes, a few steps)."""
     task = load_task("rotten_tomatoes")
@@ -101,7 +120,7 @@ def run_cell(conf, backbone, tokenizer, folder: Path, n: int, d: int, augmentati
     """One (size, draw, augmentation): every method's search and final run, into its own file (resumes)."""
     batch = min(cm.SETTINGS["batch_size"], n)
     steps = budget(n, batch, min_steps=conf["min_steps"])
-    name = f"n{n}_draw{d}" + (f"_{augmentation.replace(' ', '_')}" if augmentation else "")
+    name = cell_name(n, d, augmentation)
     compare(conf["methods"], draw(conf["task"], n, d, augmentation), ["text"], backbone, tokenizer,
             folder / f"{name}.json", search=steps, final=steps, seeds=1, batch_size=batch,
             max_length=cm.SETTINGS["max_length"], task="rotten_tomatoes", model="all-MiniLM-L6-v2", n=n, draw=d,
@@ -123,12 +142,30 @@ def _worker_cell(cell) -> str:
     return run_cell(_WORKER["conf"], backbone, tokenizer, _WORKER["folder"], *cell, progress=False)
 
 
+def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> None:
+    """Every cell of `plan`, in this process or in `workers` processes; small_data.json after each."""
+    if workers:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(quick, folder)) as pool:
+            for done in pool.map(_worker_cell, plan):
+                print(f"== {done}", flush=True)
+                save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
+    else:
+        backbone, tokenizer = load_encoder()
+        for cell in plan:
+            print(f"== {run_cell(conf, backbone, tokenizer, folder, *cell)}", flush=True)
+            save(summary(folder, conf, plan), out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--augment", action="store_true", help="also the augmented runs at 64 and 256 snippets")
     parser.add_argument("--workers", type=int, default=0,
                         help="run this many (size, draw) cells at once, one process each (a GPU, or many cores)")
+    parser.add_argument("--summarize", action="store_true",
+                        help="train nothing: write small_data.json from the cells' files (saying how many are in)")
     args = parser.parse_args(argv)
     torch.set_num_threads(threads())
     conf = setup(args.quick)
@@ -138,17 +175,9 @@ def main(argv=None):
     plan = [(n, d, None) for n in sizes for d in range(draws[n])]
     plan += [(n, d, a) for a in AUGMENTATIONS for n in conf["augment_sizes"] for d in range(draws[n])] \
         if args.augment else []
-    if args.workers:
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(args.quick, folder)) as pool:
-            for done in pool.map(_worker_cell, plan):
-                print(f"== {done}", flush=True)
-    else:
-        backbone, tokenizer = load_encoder()
-        for cell in plan:
-            print(f"== {run_cell(conf, backbone, tokenizer, folder, *cell)}", flush=True)
-    save({"protocol": __doc__, "rows": curves(folder)}, out)
+    if not args.summarize:
+        run_plan(plan, conf, args.quick, args.workers, folder, out)
+    save(summary(folder, conf, plan), out)
     for row in curves(folder):
         print(f"{row['label']:<24} n={row['n']:<5} {row['augmentation'] or '':<15} "
               f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f} ({len(row['test'])} draws)")

@@ -420,6 +420,8 @@ def test_the_small_data_benchmark_starts_in_quick_mode():
     cells = {(r["label"], r["n"], r["augmentation"]): len(r["test"]) for r in results["rows"]}
     assert cells[("LoRA r=8", 8, None)] == 2 and cells[("BitFit", 16, None)] == 1
     assert cells[("LoRA r=8", 8, "synonyms")] == 2 and ("LoRA r=8", 16, "synonyms") not in cells
+    assert results["complete"] and results["cells_done"] == results["planned"]["cells"] == 3 + 3 * 2
+    assert results["planned"] == {"methods": ["LoRA r=8", "BitFit"], "draws": {"8": 2, "16": 1}, "cells": 9}
 
 
 @pytest.mark.slow

@@ -110,6 +110,23 @@ def test_report_judges_accuracy_targets_on_the_paired_interval():
     assert "| Pfeiffer adapters r=8 | 79.7 | -0.3 [-1.0, +0.4] | 0.20 | cannot tell at this test size |" in table
 
 
+def test_report_marks_partial_learning_curves_and_shows_no_spread_from_one_draw():
+    report = load_report()
+    planned = {"methods": ["LoRA r=8", "BitFit"], "draws": {"16": 5, "64": 3}, "cells": 8}
+    rows = [{"label": "LoRA r=8", "n": 16, "augmentation": None, "test": [0.6, 0.7], "mean": 0.65, "std": 0.0707},
+            {"label": "BitFit", "n": 16, "augmentation": None, "test": [0.6], "mean": 0.6, "std": 0.0},
+            {"label": "BitFit", "n": 16, "augmentation": "synonyms", "test": [0.9], "mean": 0.9, "std": 0.0}]
+    compared = {"summary": [{"label": "LoRA r=8", "seeds": 3, "test_mean": 0.8, "test_std": 0.01}]}
+    partial = "\n".join(report.small_data_table({"planned": planned, "rows": rows, "complete": False,
+                                                  "cells_done": 1}, compared))
+    assert "**Partial: 1 of 8 cells" in partial
+    assert "| LoRA r=8 | 65.0 ± 7.1 (2/5) | — | 80.0 ± 1.0 |" in partial
+    assert "| BitFit | 60.0 (1/5) | — | — |" in partial  # one draw: no ± 0.0; the augmented row is not a curve
+    whole = "\n".join(report.small_data_table({"planned": planned, "rows": rows, "complete": True, "cells_done": 8},
+                                              compared))
+    assert "Partial" not in whole and "| LoRA r=8 | 65.0 ± 7.1 | — | 80.0 ± 1.0 |" in whole
+
+
 def test_readme_line_counts_of_the_method_files_are_measured():
     rows = re.findall(r"^\| `(\w+)\.py` \|.*\| (\d+) \|$", (ROOT / "README.md").read_text(), re.M)
     assert {name for name, _ in rows} >= set(METHOD_FILES)
