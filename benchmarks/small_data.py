@@ -15,17 +15,19 @@ epochs and at least 200 steps, validation 16 times, early stopping after 4 valid
 min(32, n). The whole training split is compare_methods.json's own runs (the size "all").
 Augmentation (minipeft.lab.perturb): each training snippet plus one changed copy (word dropout p = 0.1, one swap of
 neighbouring words, or every word of the synonym table swapped), at 64 and 256 snippets, same protocol and draws.
-Each (size, draw, augmentation) writes its own file, run by run: a rerun resumes. `--workers N` runs N cells at once,
-one process each: on a GPU (or a many-core machine) the whole benchmark takes minutes instead of ~10 CPU hours.
+Each (size, draw, augmentation) cell has its own file; a job (one method in one cell) writes run by run to a part
+file that is merged into the cell's file when the job ends: a rerun resumes. `--workers N` runs N jobs at once, one
+process each: on a GPU (or a many-core machine) the benchmark takes well under an hour instead of ~10 CPU hours.
 """
 import argparse
 import json
 import math
 import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_methods as cm  # noqa: E402  (same settings, grids and data)
 
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
-from minipeft.lab.compare import compare, save  # noqa: E402
+from minipeft.lab.compare import compare, merge, save, summarize  # noqa: E402
 from minipeft.lab.course import threads  # noqa: E402
 from minipeft.lab.perturb import perturbed, swap_neighbours, synonym, word_dropout  # noqa: E402
 
@@ -115,17 +117,47 @@ def setup(quick: bool) -> dict:
     return conf
 
 
-def run_cell(conf, backbone, tokenizer, folder: Path, n: int, d: int, augmentation: str | None,
-             progress: bool = True) -> str:
-    """One (size, draw, augmentation): every method's search and final run, into its own file (resumes)."""
+def run_job(conf, backbone, tokenizer, folder: Path, n: int, d: int, augmentation: str | None, label: str,
+            progress: bool = True) -> str:
+    """One method in one (size, draw, augmentation) cell: its search and final run, into a part file that resumes
+    and reuses what the cell's file already holds; merge_part then moves it into the cell's file."""
     batch = min(cm.SETTINGS["batch_size"], n)
     steps = budget(n, batch, min_steps=conf["min_steps"])
     name = cell_name(n, d, augmentation)
-    compare(conf["methods"], draw(conf["task"], n, d, augmentation), ["text"], backbone, tokenizer,
-            folder / f"{name}.json", search=steps, final=steps, seeds=1, batch_size=batch,
-            max_length=cm.SETTINGS["max_length"], task="rotten_tomatoes", model="all-MiniLM-L6-v2", n=n, draw=d,
-            augmentation=augmentation, threads=torch.get_num_threads(), progress=progress)
-    return f"{name}: {steps}"
+    cell = folder / f"{name}.json"
+    compare([m for m in conf["methods"] if m["label"] == label], draw(conf["task"], n, d, augmentation), ["text"],
+            backbone, tokenizer, part_path(folder, name, label), search=steps, final=steps, seeds=1,
+            batch_size=batch, max_length=cm.SETTINGS["max_length"], task="rotten_tomatoes", model="all-MiniLM-L6-v2",
+            n=n, draw=d, augmentation=augmentation, threads=torch.get_num_threads(), progress=progress,
+            reuse=cell if cell.exists() else None)
+    return f"{name}, {label}: {steps}"
+
+
+def part_path(folder: Path, name: str, label: str) -> Path:
+    return folder / "parts" / f"{name}__{re.sub(r'[^A-Za-z0-9=.]+', '_', label)}.json"
+
+
+def merge_part(conf, folder: Path, n: int, d: int, augmentation: str | None, label: str) -> None:
+    """Move a job's runs from its part file into its cell's file (only the parent process writes cell files)."""
+    cell = folder / f"{cell_name(n, d, augmentation)}.json"
+    part = part_path(folder, cell.stem, label)
+    new = json.loads(part.read_text())
+    results = json.loads(cell.read_text()) if cell.exists() else {**new, "runs": []}
+    merge(results, new)
+    results["summary"] = summarize(conf["methods"], {r["key"]: r for r in results["runs"]}, 1, None)
+    save(results, cell)
+    part.unlink()
+
+
+def jobs(conf, folder: Path, plan: list) -> list[tuple]:
+    """(n, draw, augmentation, method) for every method not yet done in its cell: the unit a worker trains."""
+    done = set()
+    for n, d, augmentation in plan:
+        path = folder / f"{cell_name(n, d, augmentation)}.json"
+        if path.exists():
+            done |= {(n, d, augmentation, row["label"]) for row in json.loads(path.read_text())["summary"]
+                     if row["seeds"]}
+    return [(*cell, m["label"]) for cell in plan for m in conf["methods"] if (*cell, m["label"]) not in done]
 
 
 _WORKER = {}
@@ -137,24 +169,30 @@ def _start_worker(quick: bool, folder: Path) -> None:
     _WORKER.update(conf=setup(quick), folder=folder, model=load_encoder())
 
 
-def _worker_cell(cell) -> str:
+def _worker_job(job) -> str:
     backbone, tokenizer = _WORKER["model"]
-    return run_cell(_WORKER["conf"], backbone, tokenizer, _WORKER["folder"], *cell, progress=False)
+    return run_job(_WORKER["conf"], backbone, tokenizer, _WORKER["folder"], *job, progress=False)
 
 
 def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> None:
-    """Every cell of `plan`, in this process or in `workers` processes; small_data.json after each."""
+    """Every method of every cell of `plan`, in this process or in `workers` processes (one job = one method in one
+    cell, so that a GPU's many workers stay busy); each job is merged into its cell's file, then small_data.json
+    is written."""
+    todo = jobs(conf, folder, plan)
     if workers:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(quick, folder)) as pool:
-            for done in pool.map(_worker_cell, plan):
-                print(f"== {done}", flush=True)
+            running = {pool.submit(_worker_job, job): job for job in todo}
+            for future in as_completed(running):
+                print(f"== {future.result()}", flush=True)
+                merge_part(conf, folder, *running[future])
                 save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
     else:
         backbone, tokenizer = load_encoder()
-        for cell in plan:
-            print(f"== {run_cell(conf, backbone, tokenizer, folder, *cell)}", flush=True)
+        for job in todo:
+            print(f"== {run_job(conf, backbone, tokenizer, folder, *job)}", flush=True)
+            merge_part(conf, folder, *job)
             save(summary(folder, conf, plan), out)
 
 

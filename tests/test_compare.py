@@ -424,13 +424,45 @@ def test_the_small_data_benchmark_starts_in_quick_mode():
     assert results["planned"] == {"methods": ["LoRA r=8", "BitFit"], "draws": {"8": 2, "16": 1}, "cells": 9}
 
 
+def test_small_data_jobs_skip_what_a_cell_holds_and_parts_merge_into_their_cell(tmp_path):
+    bench = benchmark_script("small_data")
+    methods = [{"label": "LoRA r=8", "method": "lora", "lrs": [1e-3, 1e-2]},
+               {"label": "BitFit", "method": "bitfit", "lrs": [1e-3, 1e-2]}]
+    conf, plan = {"methods": methods}, [(8, 0, None), (8, 1, None)]
+
+    def runs(config):  # a search over the grid and the final run at its best rate, as compare writes them
+        made = [{"key": harness.run_key(config, lr, 0, "search"), "phase": "search", "label": config["label"],
+                 "lr": lr, "seed": 0, "validation": v} for lr, v in zip(config["lrs"], (0.6, 0.7))]
+        return made + [{"key": harness.run_key(config, 1e-2, 0, "final"), "phase": "final", "label": config["label"],
+                        "lr": 1e-2, "seed": 0, "validation": 0.7, "test": 0.65, "test_hits": "1100",
+                        "stats": {"trainable_params": 1, "total_params": 2, "best_step": 4, "steps_per_epoch": 1}}]
+
+    settings = {"n": 8, "draw": 0}
+    (tmp_path / "n8_draw0.json").write_text(json.dumps({"settings": settings, "runs": runs(methods[0]),
+                                                       "summary": harness.summarize(
+                                                           methods, {r["key"]: r for r in runs(methods[0])}, 1,
+                                                           None)}))
+    assert bench.jobs(conf, tmp_path, plan) == [(8, 0, None, "BitFit"), (8, 1, None, "LoRA r=8"),
+                                                (8, 1, None, "BitFit")]  # LoRA's final run of draw 0 is in
+    part = bench.part_path(tmp_path, "n8_draw0", "BitFit")
+    part.parent.mkdir()
+    part.write_text(json.dumps({"settings": settings, "runs": runs(methods[1])}))
+    bench.merge_part(conf, tmp_path, 8, 0, None, "BitFit")
+    cell = json.loads((tmp_path / "n8_draw0.json").read_text())
+    assert not part.exists() and len(cell["runs"]) == 6 and bench.cell_done(tmp_path / "n8_draw0.json")
+    assert [(row["label"], row["seeds"], row["lr"]) for row in cell["summary"]] == [("LoRA r=8", 1, 1e-2),
+                                                                                    ("BitFit", 1, 1e-2)]
+    assert bench.jobs(conf, tmp_path, plan) == [(8, 1, None, "LoRA r=8"), (8, 1, None, "BitFit")]
+
+
 @pytest.mark.slow
 def test_the_small_data_benchmark_runs_its_cells_in_worker_processes():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"
     done = subprocess.run([sys.executable, str(script), "--quick", "--workers", "2"], check=True,
                           capture_output=True, text=True, env=os.environ | {"MINIPEFT_THREADS": "1"})
-    cells = sorted(line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("== n"))
-    assert cells == ["== n16_draw0", "== n8_draw0", "== n8_draw1"]  # every cell of the plan, once
+    jobs = sorted(line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("== n"))
+    assert jobs == [f"== {cell}, {label}" for cell in ("n16_draw0", "n8_draw0", "n8_draw1")
+                    for label in ("BitFit", "LoRA r=8")]  # every method of every cell of the plan, once
     rows = sorted(re.match(r"(.+?)\s+n=(\d+)\s.*\((\d+) draws\)", line).groups()
                   for line in done.stdout.splitlines() if line.startswith(("LoRA r=8 ", "BitFit ")))
     assert rows == [("BitFit", "16", "1"), ("BitFit", "8", "2"), ("LoRA r=8", "16", "1"), ("LoRA r=8", "8", "2")]
