@@ -366,9 +366,11 @@ def speedups_tables(results: dict) -> list[str]:
         lines += [f"| {name} | {points(g['difference'])} [{points(g['low'])}, {points(g['high'])}] "
                   f"| {g['seeds']} / {g['reference_seeds']} |" for name, g in gaps.items()]
         missing = [m for m in results.get("planned", []) if m not in gaps]
-        if missing or any(g["seeds"] < results["settings"]["seeds"] for g in gaps.values()):
-            lines += ["", "**Partial:** " + (f"not measured yet: {', '.join(missing)}; " if missing else "")
-                      + "fewer seeds than planned where the table says so."]
+        short = any(g["seeds"] < results["settings"]["seeds"] for g in gaps.values())
+        notes = ([f"not measured yet: {'; '.join(missing)}"] if missing else []) + (
+            ["fewer seeds than planned where the table says so"] if short else [])
+        if notes:
+            lines += ["", "**Partial:** " + "; ".join(notes) + "."]
     else:
         lines += ["", "**Not measured yet:** what each default costs in test accuracy (the comparison's final runs "
                   "with one default switched back, 3 seeds each: `python benchmarks/speedups.py` without "
