@@ -305,7 +305,8 @@ def small_data_table(results: dict, compared: dict | None) -> list[str]:
     whole = {row["label"]: row for row in compare_summary(compared)} if compared else {}
     rows = {(row["label"], row["n"]): row for row in results["rows"] if row["augmentation"] is None}
     lines = [] if results["complete"] else [
-        f"**Partial: {results['cells_done']} of {planned['cells']} cells (size × draw) are complete**; a cell "
+        f"**Partial: {results['cells_done']} of {planned['cells']} cells (size × draw × augmentation) are "
+        f"complete**; a cell "
         f"shows its draws so far (of those planned). Nothing here is a final result yet.", ""]
     lines += ["Test accuracy (%) on the whole test split, mean ± std over draws of the labelled data (each draw: n "
               "training and n validation snippets, the learning rate searched on those n); the last column is the "
@@ -322,6 +323,32 @@ def small_data_table(results: dict, compared: dict | None) -> list[str]:
         cells.append(f"{100 * full['test_mean']:.1f} ± {100 * full['test_std']:.1f}" if full and full["seeds"] > 1
                      else "—")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def augmentation_table(results: dict) -> list[str]:
+    """Augmented minus plain test accuracy, in points, by method, augmentation and size: mean over the draws that
+    have both, with its 95 % t interval over draws (draws in so far, of those planned, while partial)."""
+    planned = results["planned"]
+    effects = {(r["label"], r["augmentation"], r["n"]): r for r in results.get("augmentation", [])}
+    if not effects:
+        return []
+    sizes = planned["augment_sizes"]
+    lines = ["Augmentation: each training snippet plus one changed copy, the same number of steps, the learning rate "
+             "chosen without augmentation on the same draw. Augmented minus plain test accuracy (points), mean over "
+             "draws [95 % t interval over draws]:", "",
+             "| method | augmentation | " + " | ".join(f"{n:,} snippets" for n in sizes) + " |",
+             "|---|---|" + "--:|" * len(sizes)]
+    for label in planned["methods"]:
+        for augmentation in planned["augmentations"]:
+            cells = []
+            for n in sizes:
+                row = effects.get((label, augmentation, n))
+                drawn = f" ({len(row['gains'])}/{planned['draws'][str(n)]})" if row and not results["complete"] else ""
+                interval = (f" [{100 * row['interval'][0]:+.1f}, {100 * row['interval'][1]:+.1f}]"
+                            if row and row["interval"] else "")
+                cells.append(f"{100 * row['mean']:+.1f}{interval}{drawn}" if row else "—")
+            lines.append(f"| {label} | {augmentation} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -576,7 +603,7 @@ def report() -> str:
     small = load("small_data.json")
     if small and "planned" in small:
         parts += ["### Few labels: learning curves (`data/results/small_data.json`)", "",
-                  *small_data_table(small, compare), ""]
+                  *small_data_table(small, compare), "", *augmentation_table(small), ""]
     if expressivity and expressivity.get("summary"):
         parts += ["### What the pretrained weights bring (`data/results/expressivity.json`)", "",
                   *expressivity_table(expressivity, compare), ""]

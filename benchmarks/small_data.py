@@ -2,7 +2,7 @@
 validation set as small as its training set, as a user with that many labels would; then simple augmentations.
 
     python benchmarks/small_data.py             → data/results/small_data/*.json and data/results/small_data.json
-    python benchmarks/small_data.py --augment   → also 64 and 256 snippets with each augmentation (after the above)
+    python benchmarks/small_data.py --plain     → the learning curves only, no augmented runs
     python benchmarks/small_data.py --quick     → 2 methods, 2 sizes, a few steps, into a temporary folder
     python benchmarks/small_data.py --summarize → small_data.json from the cells in so far (it says how many)
 
@@ -14,10 +14,16 @@ run at the chosen rate. The budget is counted in steps, because 16 snippets make
 epochs and at least 200 steps, validation 16 times, early stopping after 4 validations without improvement; batch
 min(32, n). The whole training split is compare_methods.json's own runs (the size "all").
 Augmentation (minipeft.lab.perturb): each training snippet plus one changed copy (word dropout p = 0.1, one swap of
-neighbouring words, or every word of the synonym table swapped), at 64 and 256 snippets, same protocol and draws.
-Each (size, draw, augmentation) cell has its own file; a job (one method in one cell) writes run by run to a part
-file that is merged into the cell's file when the job ends: a rerun resumes. `--workers N` runs N jobs at once, one
-process each: on a GPU (or a many-core machine) the benchmark takes well under an hour instead of ~10 CPU hours.
+neighbouring words, or every word of the synonym table swapped), at 64 and 256 snippets, the same draws and number
+of steps, one final run at the learning rate the same method chose on the same draw without augmentation: a paired
+comparison that changes only the training rows (a search of its own would cost 5× and add its noise to the
+difference). The effect is measured draw by draw: augmented minus plain test accuracy, mean over draws with a
+t interval (draws are the unit: they vary far more than the ±1.1 points of the test split).
+Cells are run draw by draw (every size's first draw before any size's second; an augmented cell right after its
+plain one), so a run stopped part-way has traced whole curves. Each (size, draw, augmentation) cell has its own
+file; a job (one method in one cell) writes run by run to a part file that is merged into the cell's file when the
+job ends: a rerun resumes. `--workers N` runs N jobs at once, one process each, an augmented job only once its
+plain job is in: on a GPU (or a many-core machine) the benchmark takes about an hour instead of ~13 CPU hours.
 """
 import argparse
 import json
@@ -27,7 +33,7 @@ import re
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -89,10 +95,35 @@ def curves(folder: Path) -> list[dict]:
 def summary(folder: Path, conf: dict, plan: list) -> dict:
     """small_data.json: the protocol, what was planned, how much of it is in, and the curves so far."""
     done = [cell for cell in plan if cell_done(folder / f"{cell_name(*cell)}.json")]
+    augmented = sorted({a for _, _, a in plan if a})
     return {"protocol": __doc__, "planned": {"methods": [m["label"] for m in conf["methods"]],
                                              "draws": {str(n): conf["draws"][n] for n in conf["sizes"]},
+                                             "augmentations": augmented,
+                                             "augment_sizes": conf["augment_sizes"] if augmented else [],
                                              "cells": len(plan)},
-            "cells_done": len(done), "complete": len(done) == len(plan), "rows": curves(folder)}
+            "cells_done": len(done), "complete": len(done) == len(plan), "rows": curves(folder),
+            "augmentation": augmentation_effects(folder)}
+
+
+def augmentation_effects(folder: Path) -> list[dict]:
+    """One row per (method, size, augmentation): augmented minus plain test accuracy of each draw that has both,
+    their mean and a 95 % t interval over draws (none from fewer than 2)."""
+    rows = []
+    by_cell = {(r["label"], r["n"], r["augmentation"]): dict(zip(r["draws"], r["test"])) for r in curves(folder)}
+    for (label, n, augmentation), tests in by_cell.items():
+        plain = by_cell.get((label, n, None), {})
+        paired = sorted(d for d in tests if d in plain)
+        if augmentation is None or not paired:
+            continue
+        gains = [tests[d] - plain[d] for d in paired]
+        mean = statistics.fmean(gains)
+        half = (T_95[len(gains) - 1] * statistics.stdev(gains) / math.sqrt(len(gains))) if len(gains) > 1 else None
+        rows.append({"label": label, "n": n, "augmentation": augmentation, "draws": paired, "gains": gains,
+                     "mean": mean, "interval": [mean - half, mean + half] if half is not None else None})
+    return rows
+
+
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
 def cell_name(n: int, d: int, augmentation: str | None) -> str:
@@ -102,6 +133,25 @@ def cell_name(n: int, d: int, augmentation: str | None) -> str:
 def cell_done(path: Path) -> bool:
     """Whether a cell's file holds a final run of every method."""
     return path.exists() and all(row["seeds"] for row in json.loads(path.read_text())["summary"])
+
+
+def ordered(sizes: list, draws: dict, augment_sizes: list) -> list[tuple]:
+    """The cells (n, draw, augmentation), draw by draw: every size has its first draw before any has its second, so
+    that a run stopped part-way has already traced a whole curve; each augmented cell right after its plain one."""
+    return [(n, d, a) for d in range(max(draws[n] for n in sizes)) for n in sizes if d < draws[n]
+            for a in [None, *(AUGMENTATIONS if n in augment_sizes else [])]]
+
+
+def cell_methods(conf, folder: Path, n: int, d: int, augmentation: str | None) -> list[dict]:
+    """The methods of a cell: as configured for a plain cell; for an augmented one, each method whose plain run of
+    the same draw is in, at the learning rate that run chose (a fixed "lr": no search)."""
+    if augmentation is None:
+        return conf["methods"]
+    plain = folder / f"{cell_name(n, d, None)}.json"
+    chosen = {row["label"]: row["lr"] for row in json.loads(plain.read_text())["summary"] if row["seeds"]} \
+        if plain.exists() else {}
+    return [{**{k: v for k, v in m.items() if k != "lrs"}, "lr": chosen[m["label"]]}
+            for m in conf["methods"] if m["label"] in chosen]
 
 
 def setup(quick: bool) -> dict:
@@ -121,11 +171,16 @@ def run_job(conf, backbone, tokenizer, folder: Path, n: int, d: int, augmentatio
             progress: bool = True) -> str:
     """One method in one (size, draw, augmentation) cell: its search and final run, into a part file that resumes
     and reuses what the cell's file already holds; merge_part then moves it into the cell's file."""
-    batch = min(cm.SETTINGS["batch_size"], n)
-    steps = budget(n, batch, min_steps=conf["min_steps"])
     name = cell_name(n, d, augmentation)
     cell = folder / f"{name}.json"
-    compare([m for m in conf["methods"] if m["label"] == label], draw(conf["task"], n, d, augmentation), ["text"],
+    methods = [m for m in cell_methods(conf, folder, n, d, augmentation) if m["label"] == label]
+    if not methods:
+        raise ValueError(f"{name}, {label}: the plain cell {cell_name(n, d, None)} has no final run of {label} yet; "
+                         f"an augmented run uses the learning rate that run chose, so run the plain cell first")
+    batch = min(cm.SETTINGS["batch_size"], n)
+    data = draw(conf["task"], n, d, augmentation)
+    steps = budget(len(data["train"]), batch, min_steps=conf["min_steps"])  # augmented: as many steps, half the epochs
+    compare(methods, data, ["text"],
             backbone, tokenizer, part_path(folder, name, label), search=steps, final=steps, seeds=1,
             batch_size=batch, max_length=cm.SETTINGS["max_length"], task="rotten_tomatoes", model="all-MiniLM-L6-v2",
             n=n, draw=d, augmentation=augmentation, threads=torch.get_num_threads(), progress=progress,
@@ -144,13 +199,15 @@ def merge_part(conf, folder: Path, n: int, d: int, augmentation: str | None, lab
     new = json.loads(part.read_text())
     results = json.loads(cell.read_text()) if cell.exists() else {**new, "runs": []}
     merge(results, new)
-    results["summary"] = summarize(conf["methods"], {r["key"]: r for r in results["runs"]}, 1, None)
+    methods = cell_methods(conf, folder, n, d, augmentation)
+    results["summary"] = summarize(methods, {r["key"]: r for r in results["runs"]}, 1, None)
     save(results, cell)
     part.unlink()
 
 
 def jobs(conf, folder: Path, plan: list) -> list[tuple]:
-    """(n, draw, augmentation, method) for every method not yet done in its cell: the unit a worker trains."""
+    """(n, draw, augmentation, method) for every method not yet done in its cell, in the plan's order: the unit a
+    worker trains."""
     done = set()
     for n, d, augmentation in plan:
         path = folder / f"{cell_name(n, d, augmentation)}.json"
@@ -174,6 +231,13 @@ def _worker_job(job) -> str:
     return run_job(_WORKER["conf"], backbone, tokenizer, _WORKER["folder"], *job, progress=False)
 
 
+def next_ready(todo: list, running) -> tuple | None:
+    """The first job of `todo` that can start now: a plain job, or an augmented one whose plain job (same size, draw
+    and method) is neither waiting nor running."""
+    waiting = {(n, d, label) for n, d, a, label in [*todo, *running] if a is None}
+    return next((job for job in todo if job[2] is None or (job[0], job[1], job[3]) not in waiting), None)
+
+
 def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> None:
     """Every method of every cell of `plan`, in this process or in `workers` processes (one job = one method in one
     cell, so that a GPU's many workers stay busy); each job is merged into its cell's file, then small_data.json
@@ -183,11 +247,16 @@ def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> 
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(quick, folder)) as pool:
-            running = {pool.submit(_worker_job, job): job for job in todo}
-            for future in as_completed(running):
-                print(f"== {future.result()}", flush=True)
-                merge_part(conf, folder, *running[future])
-                save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
+            running = {}
+            while todo or running:
+                while len(running) < workers and (job := next_ready(todo, running.values())):
+                    todo.remove(job)
+                    running[pool.submit(_worker_job, job)] = job
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    print(f"== {future.result()}", flush=True)
+                    merge_part(conf, folder, *running.pop(future))
+                    save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
     else:
         backbone, tokenizer = load_encoder()
         for job in todo:
@@ -199,7 +268,7 @@ def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--augment", action="store_true", help="also the augmented runs at 64 and 256 snippets")
+    parser.add_argument("--plain", action="store_true", help="the learning curves only, no augmented runs")
     parser.add_argument("--workers", type=int, default=0,
                         help="run this many (size, draw) cells at once, one process each (a GPU, or many cores)")
     parser.add_argument("--summarize", action="store_true",
@@ -209,16 +278,16 @@ def main(argv=None):
     conf = setup(args.quick)
     folder = Path(tempfile.mkdtemp()) if args.quick else FOLDER
     out = folder / "small_data.json" if args.quick else cm.ROOT / "data" / "results" / "small_data.json"
-    sizes, draws = conf["sizes"], conf["draws"]
-    plan = [(n, d, None) for n in sizes for d in range(draws[n])]
-    plan += [(n, d, a) for a in AUGMENTATIONS for n in conf["augment_sizes"] for d in range(draws[n])] \
-        if args.augment else []
+    plan = ordered(conf["sizes"], conf["draws"], [] if args.plain else conf["augment_sizes"])
     if not args.summarize:
         run_plan(plan, conf, args.quick, args.workers, folder, out)
     save(summary(folder, conf, plan), out)
     for row in curves(folder):
         print(f"{row['label']:<24} n={row['n']:<5} {row['augmentation'] or '':<15} "
               f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f} ({len(row['test'])} draws)")
+    for row in augmentation_effects(folder):
+        print(f"{row['label']:<24} n={row['n']:<5} {row['augmentation']:<15} {100 * row['mean']:+.1f} points "
+              f"({len(row['gains'])} draws)")
     return out
 
 

@@ -416,12 +416,43 @@ def test_small_data_budget_is_counted_in_steps_and_draws_are_other_users_data():
 
 @pytest.mark.slow
 def test_the_small_data_benchmark_starts_in_quick_mode():
-    results = json.loads(benchmark_script("small_data").main(["--quick", "--augment"]).read_text())
+    bench = benchmark_script("small_data")
+    results = json.loads(bench.main(["--quick"]).read_text())
     cells = {(r["label"], r["n"], r["augmentation"]): len(r["test"]) for r in results["rows"]}
     assert cells[("LoRA r=8", 8, None)] == 2 and cells[("BitFit", 16, None)] == 1
     assert cells[("LoRA r=8", 8, "synonyms")] == 2 and ("LoRA r=8", 16, "synonyms") not in cells
     assert results["complete"] and results["cells_done"] == results["planned"]["cells"] == 3 + 3 * 2
-    assert results["planned"] == {"methods": ["LoRA r=8", "BitFit"], "draws": {"8": 2, "16": 1}, "cells": 9}
+    assert results["planned"] == {"methods": ["LoRA r=8", "BitFit"], "draws": {"8": 2, "16": 1}, "cells": 9,
+                                  "augmentations": sorted(bench.AUGMENTATIONS), "augment_sizes": [8]}
+    effects = {(r["label"], r["augmentation"]): r for r in results["augmentation"]}
+    assert len(effects) == 2 * 3 and all(r["n"] == 8 and r["draws"] == [0, 1] for r in effects.values())
+    row = effects[("BitFit", "word dropout")]
+    plain, augmented = ({r["augmentation"]: r for r in results["rows"] if r["label"] == "BitFit" and r["n"] == 8}[a]
+                        for a in (None, "word dropout"))
+    assert row["gains"] == pytest.approx([a - p for a, p in zip(augmented["test"], plain["test"])])
+    assert row["interval"][0] <= row["mean"] <= row["interval"][1]
+    # an augmented run trains once, at the rate its method chose on the same draw without augmentation
+    assert augmented["lrs"] == plain["lrs"]
+
+
+def test_small_data_runs_draw_by_draw_and_an_augmented_job_waits_for_its_plain_one(tmp_path):
+    bench = benchmark_script("small_data")
+    plan = bench.ordered([16, 64], {16: 2, 64: 1}, [64])
+    assert plan == [(16, 0, None), (64, 0, None), *[(64, 0, a) for a in bench.AUGMENTATIONS], (16, 1, None)]
+    todo = [(64, 0, None, "BitFit"), (64, 0, "synonyms", "BitFit"), (64, 0, "synonyms", "LoRA r=8")]
+    assert bench.next_ready(todo[1:], [todo[0]]) == (64, 0, "synonyms", "LoRA r=8")  # BitFit's plain job runs
+    assert bench.next_ready(todo[1:2], [todo[0]]) is None
+    assert bench.next_ready(todo[1:2], []) == todo[1]
+    methods = [{"label": "LoRA r=8", "method": "lora", "lrs": [1e-3, 1e-2]},
+               {"label": "BitFit", "method": "bitfit", "lrs": [1e-3, 1e-2]}]
+    summary = [{"label": "LoRA r=8", "seeds": 1, "lr": 1e-3}, {"label": "BitFit", "seeds": 0, "lr": None}]
+    (tmp_path / "n64_draw0.json").write_text(json.dumps({"summary": summary}))
+    conf = {"methods": methods}
+    assert bench.cell_methods(conf, tmp_path, 64, 0, None) is methods
+    assert bench.cell_methods(conf, tmp_path, 64, 0, "synonyms") == [{"label": "LoRA r=8", "method": "lora",
+                                                                      "lr": 1e-3}]
+    with pytest.raises(ValueError, match="run the plain cell first"):
+        bench.run_job({**conf, "task": None}, None, None, tmp_path, 64, 0, "synonyms", "BitFit")
 
 
 def test_small_data_jobs_skip_what_a_cell_holds_and_parts_merge_into_their_cell(tmp_path):
@@ -461,11 +492,18 @@ def test_the_small_data_benchmark_runs_its_cells_in_worker_processes():
     done = subprocess.run([sys.executable, str(script), "--quick", "--workers", "2"], check=True,
                           capture_output=True, text=True, env=os.environ | {"MINIPEFT_THREADS": "1"})
     jobs = sorted(line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("== n"))
-    assert jobs == [f"== {cell}, {label}" for cell in ("n16_draw0", "n8_draw0", "n8_draw1")
+    cells = sorted(["n16_draw0", "n8_draw0", "n8_draw1"] + [f"n8_draw{d}_{a}" for d in (0, 1)
+                                                            for a in ("neighbour_swap", "synonyms", "word_dropout")])
+    assert jobs == [f"== {cell}, {label}" for cell in cells
                     for label in ("BitFit", "LoRA r=8")]  # every method of every cell of the plan, once
-    rows = sorted(re.match(r"(.+?)\s+n=(\d+)\s.*\((\d+) draws\)", line).groups()
-                  for line in done.stdout.splitlines() if line.startswith(("LoRA r=8 ", "BitFit ")))
-    assert rows == [("BitFit", "16", "1"), ("BitFit", "8", "2"), ("LoRA r=8", "16", "1"), ("LoRA r=8", "8", "2")]
+    rows = sorted(re.match(r"(.+?)\s+n=(\d+)\s+(\D*?)\s*[\d.]+ ± .*\((\d+) draws\)", line).groups()
+                  for line in done.stdout.splitlines() if line.startswith(("LoRA r=8 ", "BitFit ")) and "±" in line)
+    augmented = [(label, "8", a, "2") for label in ("BitFit", "LoRA r=8")
+                 for a in ("neighbour swap", "synonyms", "word dropout")]
+    assert rows == sorted([("BitFit", "16", "", "1"), ("BitFit", "8", "", "2"), ("LoRA r=8", "16", "", "1"),
+                           ("LoRA r=8", "8", "", "2"), *augmented])
+    effects = [line for line in done.stdout.splitlines() if line.endswith("points (2 draws)")]
+    assert len(effects) == 6  # augmented minus plain, for each method and augmentation
 
 
 @pytest.mark.slow

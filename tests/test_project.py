@@ -127,6 +127,23 @@ def test_report_marks_partial_learning_curves_and_shows_no_spread_from_one_draw(
     assert "Partial" not in whole and "| LoRA r=8 | 65.0 ± 7.1 | — | 80.0 ± 1.0 |" in whole
 
 
+def test_report_shows_augmentation_gains_with_intervals_over_draws_and_marks_them_partial():
+    report = load_report()
+    planned = {"methods": ["LoRA r=8", "BitFit"], "draws": {"64": 5, "256": 5}, "cells": 40,
+               "augmentations": ["synonyms", "word dropout"], "augment_sizes": [64, 256]}
+    effects = [{"label": "LoRA r=8", "n": 64, "augmentation": "synonyms", "draws": [0, 1], "gains": [0.01, 0.03],
+                "mean": 0.02, "interval": [-0.107, 0.147]},
+               {"label": "BitFit", "n": 256, "augmentation": "word dropout", "draws": [0], "gains": [-0.01],
+                "mean": -0.01, "interval": None}]
+    partial = "\n".join(report.augmentation_table({"planned": planned, "augmentation": effects, "complete": False}))
+    assert "| LoRA r=8 | synonyms | +2.0 [-10.7, +14.7] (2/5) | — |" in partial
+    assert "| BitFit | word dropout | — | -1.0 (1/5) |" in partial  # one draw: no interval
+    assert "| LoRA r=8 | word dropout | — | — |" in partial
+    whole = "\n".join(report.augmentation_table({"planned": planned, "augmentation": effects, "complete": True}))
+    assert "| LoRA r=8 | synonyms | +2.0 [-10.7, +14.7] | — |" in whole
+    assert report.augmentation_table({"planned": planned, "augmentation": [], "complete": False}) == []
+
+
 def test_readme_line_counts_of_the_method_files_are_measured():
     rows = re.findall(r"^\| `(\w+)\.py` \|.*\| (\d+) \|$", (ROOT / "README.md").read_text(), re.M)
     assert {name for name, _ in rows} >= set(METHOD_FILES)
