@@ -5,7 +5,7 @@ minipeft.lab.perturb.
 """
 import numpy as np
 
-from .compare import counts, means, text_to_hits
+from .bootstrap import counts, means, text_to_hits
 
 
 def robustness(results: dict, samples: int = 10_000) -> list[dict]:
