@@ -95,9 +95,10 @@ def curves(folder: Path) -> list[dict]:
 
 def summary(folder: Path, conf: dict, plan: list) -> dict:
     """small_data.json: the protocol, what was planned, how much of it is in, and the curves so far."""
-    done = [cell for cell in plan if cell_done(folder / f"{cell_name(*cell)}.json")]
+    labels = [m["label"] for m in conf["methods"]]
+    done = [cell for cell in plan if cell_done(folder / f"{cell_name(*cell)}.json", labels)]
     augmented = sorted({a for _, _, a in plan if a})
-    return {"protocol": __doc__, "planned": {"methods": [m["label"] for m in conf["methods"]],
+    return {"protocol": __doc__, "planned": {"methods": labels,
                                              "draws": {str(n): conf["draws"][n] for n in conf["sizes"]},
                                              "augmentations": augmented,
                                              "augment_sizes": conf["augment_sizes"] if augmented else [],
@@ -131,9 +132,11 @@ def cell_name(n: int, d: int, augmentation: str | None) -> str:
     return f"n{n}_draw{d}" + (f"_{augmentation.replace(' ', '_')}" if augmentation else "")
 
 
-def cell_done(path: Path) -> bool:
-    """Whether a cell's file holds a final run of every method."""
-    return path.exists() and all(row["seeds"] for row in json.loads(path.read_text())["summary"])
+def cell_done(path: Path, labels: list[str]) -> bool:
+    """Whether a cell's file holds a final run of every method in `labels` (an augmented cell's summary lists only
+    the methods whose plain run is in, so its own rows are not enough)."""
+    rows = {row["label"]: row["seeds"] for row in json.loads(path.read_text())["summary"]} if path.exists() else {}
+    return all(rows.get(label) for label in labels)
 
 
 def ordered(sizes: list, draws: dict, augment_sizes: list) -> list[tuple]:

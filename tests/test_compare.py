@@ -480,7 +480,10 @@ def test_small_data_jobs_skip_what_a_cell_holds_and_parts_merge_into_their_cell(
     part.write_text(json.dumps({"settings": settings, "runs": runs(methods[1])}))
     bench.merge_part(conf, tmp_path, 8, 0, None, "BitFit")
     cell = json.loads((tmp_path / "n8_draw0.json").read_text())
-    assert not part.exists() and len(cell["runs"]) == 6 and bench.cell_done(tmp_path / "n8_draw0.json")
+    labels = ["LoRA r=8", "BitFit"]
+    assert not part.exists() and len(cell["runs"]) == 6 and bench.cell_done(tmp_path / "n8_draw0.json", labels)
+    assert not bench.cell_done(tmp_path / "n8_draw0.json", [*labels, "prompt tuning k=20"])  # a method not in yet
+    assert not bench.cell_done(tmp_path / "n8_draw1.json", labels)
     assert [(row["label"], row["seeds"], row["lr"]) for row in cell["summary"]] == [("LoRA r=8", 1, 1e-2),
                                                                                     ("BitFit", 1, 1e-2)]
     assert bench.jobs(conf, tmp_path, plan) == [(8, 1, None, "LoRA r=8"), (8, 1, None, "BitFit")]
