@@ -5,6 +5,7 @@ validation set as small as its training set, as a user with that many labels wou
     python benchmarks/small_data.py --plain     → the learning curves only, no augmented runs
     python benchmarks/small_data.py --quick     → 2 methods, 2 sizes, a few steps, into a temporary folder
     python benchmarks/small_data.py --summarize → small_data.json from the cells in so far (it says how many)
+    python benchmarks/small_data.py --sizes 64 256 → only those sizes' cells (the rest of the plan waits)
 
 Rotten Tomatoes, MiniLM, compare_methods.py's settings and learning-rate grids. For every size n and draw d (5 draws
 at n ≤ 256, 3 above; a draw is another user's data): n training and n validation snippets drawn with seed d
@@ -242,11 +243,11 @@ def next_ready(todo: list, running) -> tuple | None:
     return next((job for job in todo if job[2] is None or (job[0], job[1], job[3]) not in waiting), None)
 
 
-def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path) -> None:
-    """Every method of every cell of `plan`, in this process or in `workers` processes (one job = one method in one
-    cell, so that a GPU's many workers stay busy); each job is merged into its cell's file, then small_data.json
-    is written."""
-    todo = jobs(conf, folder, plan)
+def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path, sizes=None) -> None:
+    """Every method of every cell of `plan` (only the cells of `sizes`, if given), in this process or in `workers`
+    processes (one job = one method in one cell, so that a GPU's many workers stay busy); each job is merged into
+    its cell's file, then small_data.json, which counts the cells in against the whole plan, is written."""
+    todo = [job for job in jobs(conf, folder, plan) if sizes is None or job[0] in sizes]
     if workers:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
@@ -275,6 +276,9 @@ def main(argv=None):
     parser.add_argument("--plain", action="store_true", help="the learning curves only, no augmented runs")
     parser.add_argument("--workers", type=int, default=0,
                         help="run this many (size, draw) cells at once, one process each (a GPU, or many cores)")
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                        help="train only the cells of these sizes (e.g. --sizes 64 256: more draws where the "
+                             "augmentations are measured); small_data.json still counts against the whole plan")
     parser.add_argument("--summarize", action="store_true",
                         help="train nothing: write small_data.json from the cells' files (saying how many are in)")
     args = parser.parse_args(argv)
@@ -283,8 +287,10 @@ def main(argv=None):
     folder = Path(tempfile.mkdtemp()) if args.quick else FOLDER
     out = folder / "small_data.json" if args.quick else cm.ROOT / "data" / "results" / "small_data.json"
     plan = ordered(conf["sizes"], conf["draws"], [] if args.plain else conf["augment_sizes"])
+    if args.sizes and not set(args.sizes) <= set(conf["sizes"]):
+        parser.error(f"--sizes: the plan's sizes are {conf['sizes']}, not {sorted(set(args.sizes))}")
     if not args.summarize:
-        run_plan(plan, conf, args.quick, args.workers, folder, out)
+        run_plan(plan, conf, args.quick, args.workers, folder, out, args.sizes)
     save(summary(folder, conf, plan), out)
     for row in curves(folder):
         print(f"{row['label']:<24} n={row['n']:<5} {row['augmentation'] or '':<15} "

@@ -435,6 +435,17 @@ def test_the_small_data_benchmark_starts_in_quick_mode():
     assert augmented["lrs"] == plain["lrs"]
 
 
+@pytest.mark.slow
+def test_small_data_sizes_runs_only_those_cells_and_counts_against_the_whole_plan(capsys):
+    bench = benchmark_script("small_data")
+    results = json.loads(bench.main(["--quick", "--sizes", "16"]).read_text())
+    assert {(r["n"], r["augmentation"]) for r in results["rows"]} == {(16, None)}  # not the 8s, not augmented
+    assert results["cells_done"] == 1 and results["planned"]["cells"] == 9 and not results["complete"]
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--sizes", "64"])  # not a size of the (quick) plan
+    assert "the plan's sizes are [8, 16]" in capsys.readouterr().err
+
+
 def test_small_data_runs_draw_by_draw_and_an_augmented_job_waits_for_its_plain_one(tmp_path):
     bench = benchmark_script("small_data")
     plan = bench.ordered([16, 64], {16: 2, 64: 1}, [64])
