@@ -7,7 +7,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from minipeft.lab import plots  # noqa: E402
+from minipeft.lab import parameter_maps, plots  # noqa: E402
 from minipeft.lab.compare import build  # noqa: E402
 from minipeft.methods.lora import apply_lora  # noqa: E402
 
@@ -20,7 +20,7 @@ def test_pareto_frontier_keeps_the_undominated_points():
 
 
 def test_parameter_cells_name_layer_and_module():
-    cell = plots.parameter_cell
+    cell = parameter_maps.parameter_cell
     query = ("layer 3", "attention.self.query")
     assert cell("backbone.encoder.layer.3.attention.self.query.adapters.default.A") == query
     assert cell("backbone.encoder.layer.3.attention.self.query.base.weight") == ("layer 3", "attention.self.query")
@@ -32,7 +32,7 @@ def test_parameter_cells_name_layer_and_module():
 
 def test_parameter_map_colours_exactly_the_lora_targets(tiny_bert):
     apply_lora(tiny_bert, ["query", "value"], r=2)
-    rows, columns, matrix = plots.parameter_map_matrix(tiny_bert)
+    rows, columns, matrix = parameter_maps.parameter_map_matrix(tiny_bert)
     assert rows == ["embeddings", "layer 0", "layer 1"]
     trained = {(rows[i], columns[j]) for i, j in zip(*np.nonzero(matrix > 0))}
     assert trained == {(f"layer {i}", f"attention.self.{m}") for i in (0, 1) for m in ("query", "value")}
@@ -43,7 +43,8 @@ def test_parameter_map_colours_exactly_the_lora_targets(tiny_bert):
 
 
 def test_parameter_map_of_a_classifier_and_of_top_layer_fine_tuning(tiny_bert):
-    rows, columns, matrix = plots.parameter_map_matrix(build({"method": "finetune", "kwargs": {"top_k": 1}}, tiny_bert))
+    top_layer = build({"method": "finetune", "kwargs": {"top_k": 1}}, tiny_bert)
+    rows, columns, matrix = parameter_maps.parameter_map_matrix(top_layer)
     layer = {r: matrix[rows.index(r)] for r in rows}
     assert rows == ["embeddings", "layer 0", "layer 1", "head"]
     assert np.all(layer["layer 1"][~np.isnan(layer["layer 1"])] > 0)
@@ -111,10 +112,10 @@ def test_point_labels_keep_off_the_points_and_their_error_bars():
 def test_short_module_names_drop_what_all_share_and_stay_apart():
     columns = ["word_embeddings", "LayerNorm", "attention.self.query", "attention.output.dense",
                "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm", "dense", "head"]
-    assert plots.short_module_names(columns) == [
+    assert parameter_maps.short_module_names(columns) == [
         "word_emb", "LayerNorm", "query", "attn.output.dense", "attn.output.LayerNorm", "intermediate.dense",
         "output.dense", "output.LayerNorm", "dense", "head"]
-    assert plots.short_module_names(["self_attn.q_proj", "mlp.down_proj"]) == ["q_proj", "down_proj"]
+    assert parameter_maps.short_module_names(["self_attn.q_proj", "mlp.down_proj"]) == ["q_proj", "down_proj"]
 
 
 def meta_model(kind):
