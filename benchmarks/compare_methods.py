@@ -30,9 +30,8 @@ workers made all 63 final runs in under 8 minutes (an H200, 2026-12-04), where t
 import argparse
 import copy
 import json
-import multiprocessing
 import os
-import queue
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers.py, beside this file
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -56,6 +56,7 @@ from minipeft.lab.measure import activation_bytes, adapter_bytes, memory_mb, tim
 from minipeft.lab.perturb import perturbed_tests  # noqa: E402
 from minipeft.lab.plots import plot_comparison  # noqa: E402
 from minipeft.batching import make_loader  # noqa: E402
+from workers import in_workers  # noqa: E402
 
 
 def grid(exponent: float, values: int = 4) -> list[float]:
@@ -184,67 +185,50 @@ def merge_parts(conf, out: Path, parts: list[Path], summary: bool = True) -> dic
     return results
 
 
-def worker(index: int, jobs, finished, out: Path, part: Path, quick: bool) -> None:
-    """One process of --workers: load the data and the encoder once, then train the (label, seed) final runs it
-    takes from `jobs` into its own file `part`, copying the search runs from `out`; report each to `finished`."""
+_WORKER = {}
+
+
+def _start_worker(quick: bool, out: Path) -> None:
+    """A --workers process: the data and the encoder, loaded once; the thread count `out` records (a note about the
+    CPU runs: keep it)."""
     torch.set_num_threads(threads())
-    conf = configuration(quick)
-    backbone, tokenizer = load_encoder()
-    recorded_threads = json.loads(out.read_text())["settings"]["threads"]  # a note about the CPU runs: keep it
-    by_label = {m["label"]: m for m in conf["methods"]}
-    while (job := jobs.get()) is not None:
-        label, seed = job
-        tick = time.perf_counter()
-        try:
-            run_compare(conf, [by_label[label]], backbone, tokenizer, part, recorded_threads, reuse=out,
-                        train_seeds=[seed], progress=False)
-            finished.put((index, label, seed, time.perf_counter() - tick, None))
-        except Exception as error:  # report it and go on with the next job
-            finished.put((index, label, seed, time.perf_counter() - tick, repr(error)))
-    finished.put((index, None, None, 0.0, None))
+    _WORKER.update(conf=configuration(quick), model=load_encoder(), out=out,
+                   threads=json.loads(out.read_text())["settings"]["threads"])
+
+
+def _worker_job(job) -> tuple:
+    """One (label, seed) final run into a part file of its own, the search runs copied from `out`: (part, seconds,
+    error). An error is reported, not raised, so that the other jobs go on."""
+    (label, seed), conf, tick = job, _WORKER["conf"], time.perf_counter()
+    part = Path(tempfile.mkdtemp()) / "part.json"
+    try:
+        run_compare(conf, [m for m in conf["methods"] if m["label"] == label], *_WORKER["model"], part,
+                    _WORKER["threads"], reuse=_WORKER["out"], train_seeds=[seed], progress=False)
+        return part, time.perf_counter() - tick, None
+    except Exception as error:  # report it and go on with the next job
+        return part, time.perf_counter() - tick, repr(error)
 
 
 def parallel_finals(conf, labels, seeds, workers: int, out: Path, quick: bool) -> dict:
     """Train the final runs of `labels` × `seeds` (seed by seed) in `workers` processes on this machine's device
-    (one GPU holds many small runs at once); merge them into `out` after every run, so a stopped job loses only the
-    runs in flight (its summary is then stale: run --summarize). The search runs must be in `out` already."""
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    jobs, finished = context.Queue(), context.Queue()
-    for seed in seeds:
-        for label in labels:
-            jobs.put((label, seed))
-    for _ in range(workers):
-        jobs.put(None)
-    parts = [Path(tempfile.mkdtemp()) / f"part{i}.json" for i in range(workers)]
-    processes = [context.Process(target=worker, args=(i, jobs, finished, out, parts[i], quick))
-                 for i in range(workers)]
-    for process in processes:
-        process.start()
-    running, done, start = workers, 0, time.perf_counter()
-    while running:
-        try:
-            index, label, seed, seconds, error = finished.get(timeout=60)
-        except queue.Empty:
-            if not any(p.is_alive() for p in processes):
-                break  # every worker died without saying so
-            continue
-        if label is None:
-            running -= 1
-            continue
-        done += 1
-        results = merge_parts(conf, out, parts, summary=False)
+    (one GPU holds many small runs at once); merge each into `out` as it ends, so a stopped job loses only the runs
+    in flight (its summary is then stale: run --summarize). The search runs must be in `out` already."""
+    todo, start = [(label, seed) for seed in seeds for label in labels], time.perf_counter()
+    finished = []
+
+    def done(job, future):
+        part, seconds, error = future.result()
+        finished.append(job)
+        results = merge_parts(conf, out, [part], summary=False)
+        shutil.rmtree(part.parent, ignore_errors=True)  # every run of it is in `out` now
+        label, seed = job
         test = next((r.get("test") for r in results["runs"] if r["label"] == label and r["seed"] == seed
                      and r["phase"] == "final"), None)
-        print(f"[{done}/{len(labels) * len(seeds)}, {time.perf_counter() - start:.0f} s] {label}, seed {seed}: "
-              + (f"FAILED {error}" if error else f"test {100 * test:.1f} ({seconds:.0f} s, worker {index})"),
-              flush=True)
-    for process in processes:
-        process.join()
-    results = merge_parts(conf, out, parts)
-    for part in parts:  # every run is in `out` now
-        part.unlink(missing_ok=True)
-        part.parent.rmdir()
-    return results
+        print(f"[{len(finished)}/{len(todo)}, {time.perf_counter() - start:.0f} s] {label}, seed {seed}: "
+              + (f"FAILED {error}" if error else f"test {100 * test:.1f} ({seconds:.0f} s)"), flush=True)
+
+    in_workers(todo, workers, _start_worker, (quick, out), _worker_job, done)
+    return merge_parts(conf, out, [])
 
 
 def main(argv=None):

@@ -30,12 +30,10 @@ about 30 (n = 4,096 alone ~15): a GPU, or a many-core machine, with `--workers 1
 import argparse
 import json
 import math
-import multiprocessing
 import re
 import statistics
 import sys
 import tempfile
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -43,6 +41,7 @@ from datasets import concatenate_datasets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_methods as cm  # noqa: E402  (same settings, grids and data)
+from workers import in_workers  # noqa: E402
 
 from minipeft.lab import load_encoder, load_task, subsample  # noqa: E402
 from minipeft.lab.compare import compare, merge, save, summarize  # noqa: E402
@@ -249,19 +248,12 @@ def run_plan(plan, conf, quick: bool, workers: int, folder: Path, out: Path, siz
     its cell's file, then small_data.json, which counts the cells in against the whole plan, is written."""
     todo = [job for job in jobs(conf, folder, plan) if sizes is None or job[0] in sizes]
     if workers:
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(quick, folder)) as pool:
-            running = {}
-            while todo or running:
-                while len(running) < workers and (job := next_ready(todo, running.values())):
-                    todo.remove(job)
-                    running[pool.submit(_worker_job, job)] = job
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    print(f"== {future.result()}", flush=True)
-                    merge_part(conf, folder, *running.pop(future))
-                    save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
+        def done(job, future):
+            print(f"== {future.result()}", flush=True)
+            merge_part(conf, folder, *job)
+            save(summary(folder, conf, plan), out)  # partial until every cell is in: it says how much
+
+        in_workers(todo, workers, _start_worker, (quick, folder), _worker_job, done, ready=next_ready)
     else:
         backbone, tokenizer = load_encoder()
         for job in todo:

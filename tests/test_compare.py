@@ -6,6 +6,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import datasets
@@ -307,6 +308,33 @@ def test_the_benchmark_trains_its_final_runs_in_worker_processes(tmp_path):
                                                                 ("full fine-tuning", 0), ("full fine-tuning", 1)]
     assert all(row["complete"] for row in results["summary"]) and all("extra" in r for r in finals)
     assert len({r["key"] for r in results["runs"]}) == len(results["runs"])  # each run once
+
+
+def test_the_benchmarks_worker_pool_runs_every_job_once_and_never_waits_on_nothing():
+    pool = benchmark_script("workers")
+    seen = []  # builtins as start and work: a spawned process can import them
+    pool.in_workers([-1, -2, 3, -4], 2, int, (), abs, lambda job, future: seen.append((job, future.result())))
+    assert sorted(seen) == [(-4, 4), (-2, 2), (-1, 1), (3, 3)]
+    held, asked = [], []  # a job waits while its prerequisite (here: the job before it) is running
+
+    def ready(todo, running):
+        asked.append((list(todo), list(running)))
+        return None if running else todo[0]
+
+    pool.in_workers([1, 2], 2, int, (), abs, lambda job, future: held.append(job), ready=ready)
+    assert ([2], [1]) in asked and held == [1, 2]  # 2 was held back while 1 ran
+    errors = []  # nothing running and nothing ready: an error, not a loop that spins forever
+
+    def stuck():
+        try:
+            pool.in_workers([1], 1, int, (), abs, print, ready=lambda todo, running: None)
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=stuck, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert errors and "no job can start" in errors[0]
 
 
 def test_the_benchmark_refuses_an_unknown_first_label(tmp_path):
