@@ -326,6 +326,35 @@ def small_data_table(results: dict, compared: dict | None) -> list[str]:
     return lines
 
 
+def paired_cell(row: dict | None, planned: int, complete: bool) -> str:
+    """A paired difference over draws in points: "+2.0 [-10.7, +14.7]" (its 95 % t interval; none from one draw),
+    with "(draws in/planned)" while the benchmark is partial; "—" for none."""
+    if row is None:
+        return "—"
+    interval = f" [{100 * row['interval'][0]:+.1f}, {100 * row['interval'][1]:+.1f}]" if row["interval"] else ""
+    return f"{100 * row['mean']:+.1f}{interval}" + ("" if complete else f" ({len(row['gains'])}/{planned})")
+
+
+def versus_reference_table(results: dict) -> list[str]:
+    """Each method minus full fine-tuning, in points, by number of labelled snippets: on the same draws, mean over
+    draws with its 95 % t interval over draws."""
+    planned, reference = results["planned"], results.get("reference")
+    differences = {(r["label"], r["n"]): r for r in results.get("vs_reference", [])}
+    if not differences:
+        return []
+    sizes = [int(n) for n in planned["draws"]]
+    lines = [f"Which method with few labels: each method minus {reference} on the same draws (the same training, "
+             f"validation and test rows), test accuracy in points, mean over draws [95 % t interval over draws]; an "
+             f"interval that holds 0 is no difference this benchmark can resolve:", "",
+             "| method | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---|" + "--:|" * len(sizes)]
+    for label in planned["methods"]:
+        if label != reference:
+            cells = [paired_cell(differences.get((label, n)), planned["draws"][str(n)], results["complete"])
+                     for n in sizes]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def augmentation_table(results: dict) -> list[str]:
     """Augmented minus plain test accuracy, in points, by method, augmentation and size: mean over the draws that
     have both, with its 95 % t interval over draws (draws in so far, of those planned, while partial)."""
@@ -341,13 +370,8 @@ def augmentation_table(results: dict) -> list[str]:
              "|---|---|" + "--:|" * len(sizes)]
     for label in planned["methods"]:
         for augmentation in planned["augmentations"]:
-            cells = []
-            for n in sizes:
-                row = effects.get((label, augmentation, n))
-                drawn = f" ({len(row['gains'])}/{planned['draws'][str(n)]})" if row and not results["complete"] else ""
-                interval = (f" [{100 * row['interval'][0]:+.1f}, {100 * row['interval'][1]:+.1f}]"
-                            if row and row["interval"] else "")
-                cells.append(f"{100 * row['mean']:+.1f}{interval}{drawn}" if row else "—")
+            cells = [paired_cell(effects.get((label, augmentation, n)), planned["draws"][str(n)], results["complete"])
+                     for n in sizes]
             lines.append(f"| {label} | {augmentation} | " + " | ".join(cells) + " |")
     return lines
 
@@ -603,7 +627,8 @@ def report() -> str:
     small = load("small_data.json")
     if small and "planned" in small:
         parts += ["### Few labels: learning curves (`data/results/small_data.json`)", "",
-                  *small_data_table(small, compare), "", *augmentation_table(small), ""]
+                  *small_data_table(small, compare), "", *versus_reference_table(small), "",
+                  *augmentation_table(small), ""]
     if expressivity and expressivity.get("summary"):
         parts += ["### What the pretrained weights bring (`data/results/expressivity.json`)", "",
                   *expressivity_table(expressivity, compare), ""]

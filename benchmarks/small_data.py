@@ -54,6 +54,7 @@ METHODS = ["linear probe (mean)", "full fine-tuning", "BitFit", "LoRA r=8", "Pfe
 AUGMENTATIONS = {"word dropout": (word_dropout, {"p": 0.1}), "neighbour swap": (swap_neighbours, {"n": 1}),
                  "synonyms": (synonym, {"every": True})}
 AUGMENT_SIZES = [64, 256]
+REFERENCE = "full fine-tuning"  # what the others are compared with, draw by draw
 FOLDER = cm.ROOT / "data" / "results" / "small_data"
 
 
@@ -104,25 +105,46 @@ def summary(folder: Path, conf: dict, plan: list) -> dict:
                                              "augment_sizes": conf["augment_sizes"] if augmented else [],
                                              "cells": len(plan)},
             "cells_done": len(done), "complete": len(done) == len(plan), "rows": curves(folder),
+            "reference": REFERENCE, "vs_reference": versus_reference(folder),
             "augmentation": augmentation_effects(folder)}
 
 
+def paired_over_draws(tests: dict, reference: dict) -> dict | None:
+    """{draw: test accuracy} minus {draw: reference accuracy} on the draws both have (the same training rows and
+    test split, so a draw's own luck cancels): draws, gains, their mean and a 95 % t interval over draws (None from
+    one draw); None where no draw is shared."""
+    paired = sorted(d for d in tests if d in reference)
+    if not paired:
+        return None
+    gains = [tests[d] - reference[d] for d in paired]
+    mean = statistics.fmean(gains)
+    half = (T_95[len(gains) - 1] * statistics.stdev(gains) / math.sqrt(len(gains))) if len(gains) > 1 else None
+    return {"draws": paired, "gains": gains, "mean": mean,
+            "interval": [mean - half, mean + half] if half is not None else None}
+
+
+def by_cell(folder: Path) -> dict:
+    """{(method, size, augmentation): {draw: test accuracy}} of every final run in."""
+    return {(r["label"], r["n"], r["augmentation"]): dict(zip(r["draws"], r["test"])) for r in curves(folder)}
+
+
 def augmentation_effects(folder: Path) -> list[dict]:
-    """One row per (method, size, augmentation): augmented minus plain test accuracy of each draw that has both,
-    their mean and a 95 % t interval over draws (none from fewer than 2)."""
-    rows = []
-    by_cell = {(r["label"], r["n"], r["augmentation"]): dict(zip(r["draws"], r["test"])) for r in curves(folder)}
-    for (label, n, augmentation), tests in by_cell.items():
-        plain = by_cell.get((label, n, None), {})
-        paired = sorted(d for d in tests if d in plain)
-        if augmentation is None or not paired:
-            continue
-        gains = [tests[d] - plain[d] for d in paired]
-        mean = statistics.fmean(gains)
-        half = (T_95[len(gains) - 1] * statistics.stdev(gains) / math.sqrt(len(gains))) if len(gains) > 1 else None
-        rows.append({"label": label, "n": n, "augmentation": augmentation, "draws": paired, "gains": gains,
-                     "mean": mean, "interval": [mean - half, mean + half] if half is not None else None})
-    return rows
+    """One row per (method, size, augmentation): augmented minus plain test accuracy, paired_over_draws."""
+    cells = by_cell(folder)
+    rows = [{"label": label, "n": n, "augmentation": augmentation,
+             **(paired_over_draws(tests, cells.get((label, n, None), {})) or {})}
+            for (label, n, augmentation), tests in cells.items() if augmentation is not None]
+    return [row for row in rows if "gains" in row]
+
+
+def versus_reference(folder: Path, reference: str = REFERENCE) -> list[dict]:
+    """One row per (method, size), without augmentation: the method minus `reference` (full fine-tuning) on the
+    same draws, paired_over_draws. Which method to use with n labels is a question about these differences, not
+    about the curves' means, whose spread is mostly the draws'."""
+    cells = by_cell(folder)
+    rows = [{"label": label, "n": n, **(paired_over_draws(tests, cells.get((reference, n, None), {})) or {})}
+            for (label, n, augmentation), tests in cells.items() if augmentation is None and label != reference]
+    return [row for row in rows if "gains" in row]
 
 
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)

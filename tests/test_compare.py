@@ -528,6 +528,29 @@ def test_small_data_jobs_skip_what_a_cell_holds_and_parts_merge_into_their_cell(
     assert bench.jobs(conf, tmp_path, plan) == [(8, 1, None, "LoRA r=8"), (8, 1, None, "BitFit")]
 
 
+def test_small_data_compares_methods_and_augmentations_on_the_same_draws(tmp_path):
+    bench = benchmark_script("small_data")
+
+    def cell(n, d, augmentation, tests):  # a cell's file as merge_part writes it: one final run per method
+        summary = [{"label": label, "seeds": 1, "test_mean": test, "lr": 1e-3} for label, test in tests.items()]
+        settings = {"n": n, "draw": d, "augmentation": augmentation}
+        (tmp_path / f"{bench.cell_name(n, d, augmentation)}.json").write_text(
+            json.dumps({"settings": settings, "summary": summary}))
+
+    cell(16, 0, None, {"full fine-tuning": 0.60, "LoRA r=8": 0.65})
+    cell(16, 1, None, {"full fine-tuning": 0.70, "LoRA r=8": 0.72})
+    cell(16, 2, None, {"LoRA r=8": 0.90})  # full fine-tuning's run of draw 2 not in: not paired
+    cell(16, 0, "synonyms", {"LoRA r=8": 0.61})
+    [row] = bench.versus_reference(tmp_path)
+    assert (row["label"], row["n"], row["draws"]) == ("LoRA r=8", 16, [0, 1])
+    assert row["gains"] == pytest.approx([0.05, 0.02]) and row["mean"] == pytest.approx(0.035)
+    half = 12.706 * statistics.stdev([0.05, 0.02]) / 2 ** 0.5  # t(0.975, 1 df) × standard error
+    assert row["interval"] == pytest.approx([0.035 - half, 0.035 + half])
+    [effect] = bench.augmentation_effects(tmp_path)
+    assert (effect["augmentation"], effect["draws"], effect["interval"]) == ("synonyms", [0], None)
+    assert effect["gains"] == pytest.approx([0.61 - 0.65])  # against LoRA's own plain run of draw 0
+
+
 @pytest.mark.slow
 def test_the_small_data_benchmark_runs_its_cells_in_worker_processes():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"

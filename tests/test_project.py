@@ -144,6 +144,22 @@ def test_report_shows_augmentation_gains_with_intervals_over_draws_and_marks_the
     assert report.augmentation_table({"planned": planned, "augmentation": [], "complete": False}) == []
 
 
+def test_report_compares_each_method_with_full_fine_tuning_draw_by_draw():
+    report = load_report()
+    planned = {"methods": ["full fine-tuning", "LoRA r=8", "BitFit"], "draws": {"16": 5, "64": 3}, "cells": 8}
+    differences = [{"label": "LoRA r=8", "n": 16, "draws": [0, 1, 2], "gains": [0.05, 0.02, 0.05], "mean": 0.04,
+                    "interval": [-0.003, 0.083]},
+                   {"label": "BitFit", "n": 64, "draws": [0], "gains": [-0.021], "mean": -0.021, "interval": None}]
+    results = {"planned": planned, "reference": "full fine-tuning", "vs_reference": differences, "complete": False}
+    partial = "\n".join(report.versus_reference_table(results))
+    assert "each method minus full fine-tuning on the same draws" in partial
+    assert "| LoRA r=8 | +4.0 [-0.3, +8.3] (3/5) | — |" in partial
+    assert "| BitFit | — | -2.1 (1/3) |" in partial and "| full fine-tuning |" not in partial
+    whole = "\n".join(report.versus_reference_table({**results, "complete": True}))
+    assert "| LoRA r=8 | +4.0 [-0.3, +8.3] | — |" in whole
+    assert report.versus_reference_table({**results, "vs_reference": []}) == []
+
+
 def test_readme_line_counts_of_the_method_files_are_measured():
     rows = re.findall(r"^\| `(\w+)\.py` \|.*\| (\d+) \|$", (ROOT / "README.md").read_text(), re.M)
     assert {name for name, _ in rows} >= set(METHOD_FILES)
