@@ -23,9 +23,9 @@ The protocol (minipeft.lab.compare):
     costs   one process, every method in turns over the same 8 training batches (3 rounds, the first a warm-up):
             seconds per step side by side, training memory (minipeft.lab.measure) and the adapter file's size.
 Runs are written one by one; the final runs go seed by seed, so a stopped benchmark holds whole seeds. Each run
-records the device it trained on. `--workers N` trains the final runs in N processes at once: on one GPU, 12
-workers made all 63 final runs in under 8 minutes (an H200, 2026-12-04), where the 2-core CPU needs about 10 hours;
-`--only` and `--seeds` pick which runs. The search ran on the CPU.
+records the device it trained on. `--workers N` trains the final runs in N processes at once (workers.py): on one
+GPU, 12 workers made all 63 final runs in under 8 minutes (an H200, 2026-12-04), where the 2-core CPU needs about
+10 hours; `--only` and `--seeds` pick which runs. The search ran on the CPU.
 """
 import argparse
 import copy
