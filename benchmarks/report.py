@@ -304,10 +304,13 @@ def small_data_table(results: dict, compared: dict | None) -> list[str]:
     sizes = [int(n) for n in planned["draws"]]
     whole = {row["label"]: row for row in compare_summary(compared)} if compared else {}
     rows = {(row["label"], row["n"]): row for row in results["rows"] if row["augmentation"] is None}
+    finished = [n for n in sizes if all((label, n) in rows and len(rows[label, n]["test"]) == planned["draws"][str(n)]
+                                        for label in planned["methods"])]
     lines = [] if results["complete"] else [
         f"**Partial: {results['cells_done']} of {planned['cells']} cells (size × draw × augmentation) are "
-        f"complete**; a cell "
-        f"shows its draws so far (of those planned). Nothing here is a final result yet.", ""]
+        f"complete**; a cell shows its draws so far (of those planned). "
+        + (f"Sizes with every draw in for every method: {', '.join(f'{n:,}' for n in finished)}; the other columns "
+           f"are not final results yet." if finished else "Nothing here is a final result yet."), ""]
     lines += ["Test accuracy (%) on the whole test split, mean ± std over draws of the labelled data (each draw: n "
               "training and n validation snippets, the learning rate searched on those n); the last column is the "
               "comparison's whole training split (3 seeds):", "",

@@ -119,12 +119,18 @@ def test_report_marks_partial_learning_curves_and_shows_no_spread_from_one_draw(
     compared = {"summary": [{"label": "LoRA r=8", "seeds": 3, "test_mean": 0.8, "test_std": 0.01}]}
     partial = "\n".join(report.small_data_table({"planned": planned, "rows": rows, "complete": False,
                                                   "cells_done": 1}, compared))
-    assert "**Partial: 1 of 8 cells" in partial
+    assert "**Partial: 1 of 8 cells" in partial and "Nothing here is a final result yet" in partial
     assert "| LoRA r=8 | 65.0 ± 7.1 (2/5) | — | 80.0 ± 1.0 |" in partial
     assert "| BitFit | 60.0 (1/5) | — | — |" in partial  # one draw: no ± 0.0; the augmented row is not a curve
     whole = "\n".join(report.small_data_table({"planned": planned, "rows": rows, "complete": True, "cells_done": 8},
                                               compared))
     assert "Partial" not in whole and "| LoRA r=8 | 65.0 ± 7.1 | — | 80.0 ± 1.0 |" in whole
+    every_draw_at_16 = [{"label": label, "n": 16, "augmentation": None, "test": [0.6] * 5, "mean": 0.6, "std": 0.0}
+                        for label in planned["methods"]]
+    some = "\n".join(report.small_data_table({"planned": planned, "rows": every_draw_at_16, "complete": False,
+                                               "cells_done": 2}, compared))
+    assert "every draw in for every method: 16;" in some and "Nothing here" not in some
+    assert "every draw in" not in partial  # LoRA has 2 of 5 draws at 16, BitFit 1
 
 
 def test_report_shows_augmentation_gains_with_intervals_over_draws_and_marks_them_partial():
