@@ -43,6 +43,15 @@ def test_refuses_to_compare_runs_that_start_differently(script, monkeypatch):
         script.vs_peft(models.tiny_bert(), script.QUICK_MODELS["minilm"], "lora", {"warmup": 0, "steps": 1})
 
 
+def test_a_target_is_judged_on_the_ratio_the_json_shows(script):
+    """A ratio just past a limit that rounds onto it (0.95004 → 0.95) must not be written as 0.95 and "not met"."""
+    results = {"vs_peft": {"minilm": {"lora": {"ratio": 0.95004}, "bitfit": {"ratio": 0.9501}}},
+               "lora_vs_full": {"minilm": {"ratio": 0.5}}, "merged_inference": {"minilm": {"ratio": 1.03}}}
+    rows = script.target_rows(results)
+    assert all(row["met"] == (row["ratio"] <= row["limit"]) for row in rows)
+    assert [row["met"] for row in rows] == [True, False, True, False]
+
+
 @pytest.mark.slow  # about a minute on 2 busy cores: 8 method pairs, fresh processes for the peak RSS
 def test_quick_run_writes_the_documented_json(script, tmp_path):
     out = tmp_path / "vs_peft.json"
